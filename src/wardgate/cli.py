@@ -1,0 +1,189 @@
+"""``wardgate``: check a config, serve it, wrap a stdio server, or run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from wardgate import __version__
+from wardgate.config import load_config
+from wardgate.config.model import GatewayConfig
+from wardgate.errors import WardgateError
+from wardgate.logs import configure_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("wardgate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wardgate", description="A security gateway for MCP.")
+    parser.add_argument("--version", action="version", version=f"wardgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a config file and exit")
+    check.add_argument("--config", "-c", required=True)
+    serve = sub.add_parser("serve", help="serve the gateway")
+    serve.add_argument("--config", "-c", required=True)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    wrap = sub.add_parser(
+        "wrap", help="guard a stdio MCP server: wardgate wrap [opts] -- CMD ARGS…"
+    )
+    wrap.add_argument(
+        "--sandbox",
+        required=True,
+        choices=["insecure-none"],
+        help="how to isolate CMD; 'insecure-none' runs it unsandboxed",
+    )
+    wrap.add_argument("--allow-tool", action="append", default=None, metavar="GLOB")
+    wrap.add_argument("--deny-tool", action="append", default=[], metavar="GLOB")
+    wrap.add_argument("--log-level", default="warning")
+    wrap.add_argument("argv", nargs=argparse.REMAINDER)
+    demo = sub.add_parser("demo", help="run the gateway in front of the bundled demo server")
+    demo.add_argument("--port", type=int, default=8787)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args.config)
+        if args.command == "serve":
+            config = load_config(args.config)
+            overrides = {
+                k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
+            }
+            if overrides:
+                config = config.model_copy(
+                    update={"server": config.server.model_copy(update=overrides)}
+                )
+            return _run(config)
+        if args.command == "wrap":
+            return _wrap(args)
+        if args.command == "demo":
+            return _demo(args.port)
+    except WardgateError as exc:
+        print(f"wardgate: {exc.detail}", file=sys.stderr)
+        return exc.exit_code
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _check(path: str) -> int:
+    from wardgate.gateway import Gateway
+
+    config = load_config(path)
+    gateway = Gateway(config)
+    print(f"{path}: OK ({len(gateway.routes)} route(s), {len(gateway.upstreams)} upstream(s))")
+    return 0
+
+
+def _run(config: GatewayConfig, banner: str | None = None) -> int:
+    import uvicorn
+
+    from wardgate.gateway import Gateway
+
+    configure_logging(config.log.level, config.log.format)
+    gateway = Gateway(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            gateway.app,
+            host=config.server.host,
+            port=config.server.port,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            date_header=False,
+            loop="auto",
+            http="auto",
+        )
+    )
+
+    async def run() -> None:
+        await gateway.start()
+        try:
+            if banner:
+                print(banner, flush=True)
+            log.info(
+                "serving %d route(s) on %s:%d",
+                len(gateway.routes),
+                config.server.host,
+                config.server.port,
+            )
+            await server.serve()
+        finally:
+            await gateway.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _wrap(args: argparse.Namespace) -> int:
+    from wardgate.edge.stdio import serve_stdio
+    from wardgate.gateway import Gateway
+
+    argv = [a for a in args.argv if a != "--"] if args.argv[:1] == ["--"] else list(args.argv)
+    if not argv:
+        print("wardgate wrap: give the server command after --", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level, "json")
+    tools: dict[str, object] = {"deny": args.deny_tool}
+    if args.allow_tool is not None:
+        tools["allow"] = args.allow_tool
+    config = GatewayConfig.model_validate(
+        {
+            "upstreams": {
+                "wrapped": {"transport": "stdio", "command": argv, "sandbox": args.sandbox}
+            },
+            "routes": {"wrap": {"upstreams": ["wrapped"], "tools": tools}},
+        }
+    )
+    gateway = Gateway(config)
+
+    async def run() -> None:
+        await gateway.start()
+        try:
+            await serve_stdio(gateway.routes["wrap"])
+        finally:
+            await gateway.aclose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+def _demo(port: int) -> int:
+    from wardgate.demo import demo_config
+
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        print("wardgate demo needs the MCP SDK: pip install 'wardgate[demo]'", file=sys.stderr)
+        return 2
+    url = f"http://127.0.0.1:{port}/mcp/demo"
+    banner = f"""
+Wardgate demo: the gateway listens on {url}
+in front of the bundled demo MCP server (tools: echo, add, utc_now; delete_everything is
+denied by the route's tool guard). The demo runs the server UNSANDBOXED.
+
+Try it (another terminal):
+  curl -s {url} -H 'content-type: application/json' \\
+    -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' \\
+    -H 'mcp-method: tools/call' -H 'mcp-name: echo' \\
+    -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
+or with the MCP Python SDK:
+  python -c "import asyncio, mcp; asyncio.run((lambda: None)())"  # see README: 'Calling the demo'
+Stop with Ctrl-C.
+"""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    return _run(demo_config(port), banner)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Small ASGI helpers: headers in, bodies in, JSON and SSE out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+from wardgate.errors import PayloadTooLarge
+
+__all__ = [
+    "Headers",
+    "Receive",
+    "Scope",
+    "Send",
+    "header_map",
+    "read_body",
+    "send_empty",
+    "send_json",
+    "sse_start",
+    "watch_disconnect",
+]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Headers = Iterable[tuple[bytes, bytes]]
+
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name; repeated headers are joined with ', '."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """Read the whole request body, refusing more than ``limit`` bytes.
+
+    Raises:
+        PayloadTooLarge: the body (declared or actual) exceeds ``limit``.
+    """
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"declared body of {declared} bytes exceeds {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError("client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+async def send_json(send: Send, status: int, body: Any, headers: Headers = ()) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON, (b"content-length", str(len(payload)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_empty(send: Send, status: int, headers: Headers = ()) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", b"0"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def sse_start(send: Send, headers: Headers = ()) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *headers]})
+
+
+@contextlib.asynccontextmanager
+async def watch_disconnect(receive: Receive) -> Any:
+    """Cancel the current task when the client disconnects (after the body was read)."""
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+                current.cancel()
+                return
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        current.uncancel()
+    finally:
+        watcher.cancel()

@@ -1,0 +1,150 @@
+"""Wardgate's error hierarchy.
+
+Every error carries a stable string ``code``, the JSON-RPC error code a client sees,
+the HTTP status used on HTTP transports, and the CLI exit code::
+
+    WardgateError                      wardgate.internal        -32603  500  exit 1
+    ├── ConfigError                    wardgate.config          -32603  500  exit 2
+    ├── ProtocolError                  wardgate.protocol        -32600  400
+    │   ├── ParseError                 wardgate.parse           -32700  400
+    │   ├── InvalidParams              wardgate.invalid_params  -32602  400
+    │   ├── MethodNotFound             wardgate.method_not_found -32601 404
+    │   ├── HeaderMismatch             wardgate.header_mismatch -32020  400
+    │   ├── UnsupportedVersion         wardgate.unsupported_version -32022 400
+    │   ├── PayloadTooLarge            wardgate.payload_too_large -32600 413
+    │   └── SessionNotFound            wardgate.session_not_found -32600 404
+    ├── Denied                         wardgate.denied          -32001  403
+    │   └── AuthenticationFailed       wardgate.unauthenticated -32001  401
+    └── UpstreamError                  wardgate.upstream        -32603  502
+        └── UpstreamTimeout            wardgate.upstream_timeout -32001 504
+
+Messages sent to clients are generic: the ``public_message`` of the class, plus the
+decision id. The ``detail`` goes to the log only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationFailed",
+    "ConfigError",
+    "Denied",
+    "HeaderMismatch",
+    "InvalidParams",
+    "MethodNotFound",
+    "ParseError",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "SessionNotFound",
+    "UnsupportedVersion",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "WardgateError",
+]
+
+
+class WardgateError(Exception):
+    """Base of every error Wardgate raises on purpose."""
+
+    code: ClassVar[str] = "wardgate.internal"
+    jsonrpc_code: ClassVar[int] = -32603
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+    public_message: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str = "", *, data: Any = None) -> None:
+        super().__init__(detail or self.public_message)
+        self.detail = detail or self.public_message
+        #: Extra JSON-RPC ``error.data`` that is safe to show the client.
+        self.data = data
+
+
+class ConfigError(WardgateError):
+    """The configuration is invalid; ``detail`` names the file, key and fault."""
+
+    code = "wardgate.config"
+    exit_code = 2
+
+
+class ProtocolError(WardgateError):
+    """The client sent something that is not valid MCP / JSON-RPC."""
+
+    code = "wardgate.protocol"
+    jsonrpc_code = -32600
+    http_status = 400
+    public_message = "Invalid request"
+
+
+class ParseError(ProtocolError):
+    code = "wardgate.parse"
+    jsonrpc_code = -32700
+    public_message = "Parse error"
+
+
+class InvalidParams(ProtocolError):
+    code = "wardgate.invalid_params"
+    jsonrpc_code = -32602
+    public_message = "Invalid params"
+
+
+class MethodNotFound(ProtocolError):
+    code = "wardgate.method_not_found"
+    jsonrpc_code = -32601
+    http_status = 404
+    public_message = "Method not found"
+
+
+class HeaderMismatch(ProtocolError):
+    code = "wardgate.header_mismatch"
+    jsonrpc_code = -32020
+    public_message = "Header mismatch"
+
+
+class UnsupportedVersion(ProtocolError):
+    code = "wardgate.unsupported_version"
+    jsonrpc_code = -32022
+    public_message = "Unsupported protocol version"
+
+
+class PayloadTooLarge(ProtocolError):
+    code = "wardgate.payload_too_large"
+    http_status = 413
+    public_message = "Payload too large"
+
+
+class SessionNotFound(ProtocolError):
+    code = "wardgate.session_not_found"
+    http_status = 404
+    public_message = "Session not found"
+
+
+class Denied(WardgateError):
+    """A guard refused the call. The client learns only the decision id."""
+
+    code = "wardgate.denied"
+    jsonrpc_code = -32001
+    http_status = 403
+    public_message = "Request denied"
+
+
+class AuthenticationFailed(Denied):
+    code = "wardgate.unauthenticated"
+    http_status = 401
+    public_message = "Unauthenticated"
+
+
+class UpstreamError(WardgateError):
+    """The upstream server failed, died or answered with garbage."""
+
+    code = "wardgate.upstream"
+    jsonrpc_code = -32603
+    http_status = 502
+    public_message = "Upstream unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "wardgate.upstream_timeout"
+    jsonrpc_code = -32001
+    http_status = 504
+    public_message = "Upstream timed out"

@@ -1,0 +1,131 @@
+"""Pure helpers for federated routes: names, cursors, ids and merged results.
+
+A federated route exposes several upstreams behind one endpoint. Tool and prompt
+names get a per-upstream prefix (``time__get_current_time``); list pagination uses a
+composite cursor that names the upstream and carries its own cursor; ids of
+server-to-client requests and SSE event ids are tagged with the upstream's index so
+that answers and resumptions find their way back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from wardgate.errors import InvalidParams
+from wardgate.jsonrpc import JsonObject, RequestId
+
+__all__ = [
+    "LIST_KEYS",
+    "decode_cursor",
+    "encode_cursor",
+    "merge_capabilities",
+    "split_name",
+    "tag_event_id",
+    "tag_request_id",
+    "untag_event_id",
+    "untag_request_id",
+]
+
+#: List methods and the key holding their items.
+LIST_KEYS: dict[str, str] = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+
+_ID_TAG = "wg~"
+
+
+def split_name(name: str, prefixes: Sequence[str], separator: str) -> tuple[int, str] | None:
+    """Find which upstream a prefixed name belongs to: ``(index, upstream's name)``."""
+    for index, prefix in enumerate(prefixes):
+        head = prefix + separator
+        if name.startswith(head) and len(name) > len(head):
+            return index, name[len(head) :]
+    return None
+
+
+def encode_cursor(index: int, cursor: str | None) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([index, cursor])).decode().rstrip("=")
+
+
+def decode_cursor(value: Any, upstreams: int) -> tuple[int, str | None]:
+    """Undo :func:`encode_cursor`.
+
+    Raises:
+        InvalidParams: the cursor was not made by this route.
+    """
+    if not isinstance(value, str):
+        raise InvalidParams("cursor must be a string")
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise InvalidParams("unknown cursor") from None
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 2
+        or not isinstance(raw[0], int)
+        or not 0 <= raw[0] < upstreams
+        or not (raw[1] is None or isinstance(raw[1], str))
+    ):
+        raise InvalidParams("unknown cursor")
+    return raw[0], raw[1]
+
+
+def tag_request_id(index: int, request_id: RequestId) -> str:
+    return f"{_ID_TAG}{index}~" + orjson.dumps(request_id).decode()
+
+
+def untag_request_id(value: Any) -> tuple[int, RequestId] | None:
+    if not isinstance(value, str) or not value.startswith(_ID_TAG):
+        return None
+    index, sep, rest = value[len(_ID_TAG) :].partition("~")
+    if not sep or not index.isdigit():
+        return None
+    try:
+        original = orjson.loads(rest)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(original, bool) or not isinstance(original, str | int):
+        return None
+    return int(index), original
+
+
+def tag_event_id(index: int, event_id: str | None) -> str | None:
+    return None if event_id is None else f"{index}.{event_id}"
+
+
+def untag_event_id(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    index, sep, rest = value.partition(".")
+    if not sep or not index.isdigit():
+        return None
+    return int(index), rest
+
+
+def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
+    """The union of server capabilities: a feature any upstream offers is offered."""
+    merged: JsonObject = {}
+    for result in results:
+        caps = result.get("capabilities")
+        if not isinstance(caps, dict):
+            continue
+        for key, value in caps.items():
+            if not isinstance(value, dict):
+                merged.setdefault(key, value)
+                continue
+            slot = merged.setdefault(key, {})
+            if isinstance(slot, dict):
+                for flag, on in value.items():
+                    if isinstance(on, bool):
+                        slot[flag] = bool(slot.get(flag)) or on
+                    else:
+                        slot.setdefault(flag, on)
+    return merged

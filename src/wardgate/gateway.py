@@ -1,0 +1,107 @@
+"""Assemble a running gateway from its configuration."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+
+from wardgate.config.model import (
+    GatewayConfig,
+    HttpUpstreamConfig,
+    SseUpstreamConfig,
+    StdioUpstreamConfig,
+    UpstreamConfig,
+)
+from wardgate.edge.app import EdgeApp
+from wardgate.edge.legacy_sse import LegacySseEndpoint
+from wardgate.edge.origin import OriginPolicy
+from wardgate.edge.streamable import StreamableHttpEndpoint
+from wardgate.errors import ConfigError
+from wardgate.guards.tool_access import ToolAccessGuard
+from wardgate.pipeline import Pipeline
+from wardgate.route import Member, Route
+from wardgate.sessions import SessionStore
+from wardgate.upstream.base import Upstream
+from wardgate.upstream.http import HttpUpstream
+from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
+from wardgate.upstream.sse import SseUpstream
+from wardgate.upstream.stdio import StdioUpstream
+
+__all__ = ["Gateway", "build_upstream"]
+
+log = logging.getLogger("wardgate")
+
+
+def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sandbox]) -> Upstream:
+    """Make the upstream object a config entry describes (no I/O).
+
+    Raises:
+        ConfigError: the stdio command cannot be found.
+    """
+    if isinstance(config, StdioUpstreamConfig):
+        if shutil.which(config.command[0]) is None:
+            raise ConfigError(f"upstreams.{name}.command: {config.command[0]!r} not found on PATH")
+        return StdioUpstream(
+            name,
+            config.command,
+            sandboxes[config.sandbox],
+            env=config.env,
+            cwd=config.cwd,
+            request_timeout=config.request_timeout_seconds,
+        )
+    if isinstance(config, HttpUpstreamConfig):
+        return HttpUpstream(
+            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+        )
+    if isinstance(config, SseUpstreamConfig):
+        return SseUpstream(
+            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+        )
+    raise ConfigError(f"upstreams.{name}: unknown transport")  # pragma: no cover
+
+
+class Gateway:
+    """Routes, upstreams and sessions of one gateway process; ``app`` is its ASGI app."""
+
+    def __init__(
+        self, config: GatewayConfig, *, sandboxes: Mapping[str, Sandbox] | None = None
+    ) -> None:
+        self.config = config
+        boxes = dict(sandboxes or {"insecure-none": PlainProcessRunner()})
+        self.sessions = SessionStore(
+            idle_timeout=config.server.session_idle_seconds, max_sessions=config.server.max_sessions
+        )
+        self.upstreams = {
+            name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
+        }
+        self.routes: dict[str, Route] = {}
+        for name, rc in config.routes.items():
+            members = [Member(rc.prefix_of(u), self.upstreams[u]) for u in rc.upstreams]
+            pipeline = Pipeline([ToolAccessGuard(rc.tools.allow, rc.tools.deny)])
+            self.routes[name] = Route(
+                name, members, pipeline, self.sessions, separator=rc.separator
+            )
+        server = config.server
+        self.app = EdgeApp(
+            {
+                n: StreamableHttpEndpoint(r, self.sessions, server.max_body_bytes)
+                for n, r in self.routes.items()
+            },
+            {n: LegacySseEndpoint(r, server.max_body_bytes) for n, r in self.routes.items()}
+            if server.legacy_sse
+            else {},
+            OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
+        )
+
+    async def start(self) -> None:
+        for upstream in self.upstreams.values():
+            await upstream.start()
+
+    async def aclose(self) -> None:
+        await self.sessions.aclose()
+        for upstream in self.upstreams.values():
+            try:
+                await upstream.aclose()
+            except Exception:
+                log.exception("closing upstream %s failed", upstream.name)

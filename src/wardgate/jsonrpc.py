@@ -1,0 +1,149 @@
+"""JSON-RPC 2.0 messages as Wardgate sees them: parsed once, classified, never re-shaped.
+
+A message stays the plain ``dict`` that came off the wire so that unknown fields and
+``_meta`` travel unchanged; :class:`Message` only adds the classification every guard
+needs (kind, method, id, tool name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from wardgate.errors import ParseError, ProtocolError, WardgateError
+
+__all__ = [
+    "JsonObject",
+    "Message",
+    "MessageKind",
+    "RequestId",
+    "dumps",
+    "error_response",
+    "parse_message",
+    "wardgate_error_response",
+]
+
+JsonObject = dict[str, Any]
+RequestId = str | int
+MessageKind = Literal["request", "notification", "response"]
+
+dumps = orjson.dumps
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One JSON-RPC message, classified.
+
+    ``raw`` is the decoded object exactly as received; guards that rewrite a message
+    build a new ``Message`` rather than mutating it.
+    """
+
+    raw: JsonObject
+    kind: MessageKind
+
+    @property
+    def method(self) -> str | None:
+        method = self.raw.get("method")
+        return method if isinstance(method, str) else None
+
+    @property
+    def id(self) -> RequestId | None:
+        return self.raw.get("id")
+
+    @property
+    def params(self) -> JsonObject:
+        params = self.raw.get("params")
+        return params if isinstance(params, dict) else {}
+
+    @property
+    def target_name(self) -> str | None:
+        """``params.name`` (tools, prompts) or ``params.uri`` (resources)."""
+        params = self.params
+        name = params.get("name", params.get("uri"))
+        return name if isinstance(name, str) else None
+
+    @property
+    def is_error(self) -> bool:
+        return self.kind == "response" and "error" in self.raw
+
+    @classmethod
+    def from_raw(cls, raw: Any) -> Message:
+        """Classify a decoded JSON value.
+
+        Raises:
+            ProtocolError: ``raw`` is not a single JSON-RPC 2.0 message.
+        """
+        if isinstance(raw, list):
+            raise ProtocolError("JSON-RPC batches are not supported")
+        if not isinstance(raw, dict):
+            raise ProtocolError("a JSON-RPC message must be an object")
+        if raw.get("jsonrpc") != "2.0":
+            raise ProtocolError("jsonrpc must be '2.0'")
+        has_id = "id" in raw
+        if has_id and not _valid_id(raw["id"]):
+            raise ProtocolError("id must be a string or an integer")
+        if "method" in raw:
+            if not isinstance(raw["method"], str) or not raw["method"]:
+                raise ProtocolError("method must be a non-empty string")
+            if "params" in raw and not isinstance(raw["params"], dict):
+                raise ProtocolError("params must be an object")
+            return cls(raw, "request" if has_id else "notification")
+        if "result" in raw or "error" in raw:
+            if ("result" in raw) == ("error" in raw):
+                raise ProtocolError("a response has exactly one of result and error")
+            if "error" in raw and not _valid_error(raw["error"]):
+                raise ProtocolError("error must carry an integer code and a message")
+            if not has_id and "error" not in raw:
+                raise ProtocolError("a result response must carry an id")
+            return cls(raw, "response")
+        raise ProtocolError("not a request, notification or response")
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def _valid_error(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("code"), int)
+        and isinstance(value.get("message"), str)
+    )
+
+
+def parse_message(body: bytes | str) -> Message:
+    """Decode and classify one JSON-RPC message.
+
+    Raises:
+        ParseError: the body is not JSON.
+        ProtocolError: the JSON is not a JSON-RPC 2.0 message.
+    """
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc}") from None
+    return Message.from_raw(raw)
+
+
+def error_response(
+    request_id: RequestId | None, code: int, message: str, data: Any = None
+) -> JsonObject:
+    error: JsonObject = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    response: JsonObject = {"jsonrpc": "2.0", "error": error}
+    if request_id is not None:
+        response["id"] = request_id
+    return response
+
+
+def wardgate_error_response(
+    request_id: RequestId | None, error: WardgateError, decision_id: str
+) -> JsonObject:
+    """The generic error a client sees: public message, stable code, decision id."""
+    data: JsonObject = {"decisionId": decision_id, "code": error.code}
+    if error.data is not None:
+        data["detail"] = error.data
+    return error_response(request_id, error.jsonrpc_code, error.public_message, data)

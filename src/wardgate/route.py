@@ -1,0 +1,592 @@
+"""A route: one MCP endpoint in front of one upstream (transparent) or several (federated).
+
+The route is where a client message meets the guards and the upstreams; it knows
+nothing of HTTP or stdio framing (that is the edge's job) and hands back a
+:class:`~wardgate.upstream.base.Reply` whose events have passed the response guards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wardgate import __version__
+from wardgate.errors import InvalidParams, MethodNotFound, UpstreamError, WardgateError
+from wardgate.federation import (
+    LIST_KEYS,
+    decode_cursor,
+    encode_cursor,
+    merge_capabilities,
+    split_name,
+    tag_event_id,
+    tag_request_id,
+    untag_event_id,
+    untag_request_id,
+)
+from wardgate.jsonrpc import JsonObject, Message, MessageKind, wardgate_error_response
+from wardgate.pipeline import CallContext, Pipeline
+from wardgate.protocol import (
+    H_LAST_EVENT_ID,
+    H_NAME,
+    H_PROTOCOL_VERSION,
+    encode_header_value,
+)
+from wardgate.sessions import GatewaySession, SessionStore
+from wardgate.upstream.base import Event, Reply, Upstream, UpstreamSession, single
+
+__all__ = ["Member", "Route"]
+
+log = logging.getLogger("wardgate.route")
+
+_RENAMED = {"tools/call": "tools", "prompts/get": "prompts"}
+_BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """An upstream as a route sees it: its name prefix (federated routes only)."""
+
+    prefix: str
+    upstream: Upstream
+
+
+def _result(message: JsonObject | None) -> JsonObject | None:
+    if message is None:
+        return None
+    result = message.get("result")
+    return result if isinstance(result, dict) else None
+
+
+async def _final(reply: Reply) -> JsonObject:
+    """Drain a reply and return its final response message.
+
+    Raises:
+        UpstreamError: the stream ended without a response.
+    """
+    final: JsonObject | None = None
+    try:
+        async for event in reply.events:
+            if event.message is not None and "method" not in event.message:
+                final = event.message
+    finally:
+        await reply.aclose()
+    if final is None:
+        raise UpstreamError("upstream closed the stream without a response")
+    return final
+
+
+async def _replay(events: Sequence[Event]) -> AsyncIterator[Event]:
+    for event in events:
+        yield event
+
+
+class Route:
+    def __init__(
+        self,
+        name: str,
+        members: Sequence[Member],
+        pipeline: Pipeline,
+        sessions: SessionStore,
+        *,
+        separator: str = "__",
+    ) -> None:
+        if not members:
+            raise ValueError("a route needs at least one upstream")
+        self.name = name
+        self.members = tuple(members)
+        self.pipeline = pipeline
+        self.sessions = sessions
+        self.separator = separator
+        self.federated = len(members) > 1
+        self._prefixes = [m.prefix for m in members]
+        #: Resource URI -> upstream index for stateless (sessionless) federated calls.
+        self._resource_owner: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        for member in self.members:
+            await member.upstream.start()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(m.upstream.aclose() for m in self.members), return_exceptions=True)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _session(self, session: GatewaySession | None, index: int) -> UpstreamSession:
+        if session is None:
+            return self.members[index].upstream.shared_session()
+        up = session.upstreams.get(index)
+        if up is None:
+            raise UpstreamError(f"upstream {self.members[index].prefix} is not in this session")
+        return up
+
+    def _headers(
+        self, headers: Mapping[str, str], session: GatewaySession | None, index: int
+    ) -> dict[str, str]:
+        out = dict(headers)
+        if session is not None and index in session.versions:
+            out[H_PROTOCOL_VERSION] = session.versions[index]
+        return out
+
+    def _guarded(
+        self,
+        ctx: CallContext,
+        request: Message | None,
+        reply: Reply,
+        retag: Callable[[Event], Event] | None = None,
+    ) -> Reply:
+        return Reply(
+            self._guard_events(ctx, request, reply, retag),
+            status=reply.status,
+            streaming=reply.streaming,
+            headers=reply.headers,
+        )
+
+    async def _guard_events(
+        self,
+        ctx: CallContext,
+        request: Message | None,
+        reply: Reply,
+        retag: Callable[[Event], Event] | None,
+    ) -> AsyncIterator[Event]:
+        request_id = request.id if request is not None else None
+        try:
+            async for event in reply.events:
+                if retag is not None:
+                    event = retag(event)
+                raw = event.message
+                if raw is None or not self.pipeline.has_response_guards:
+                    yield event
+                    continue
+                kind: MessageKind = (
+                    "response"
+                    if "method" not in raw
+                    else ("request" if "id" in raw else "notification")
+                )
+                message = Message(raw, kind)
+                try:
+                    message = await self.pipeline.check_response(ctx, request, message)
+                except WardgateError as exc:
+                    if kind == "response":
+                        yield Event(wardgate_error_response(request_id, exc, ctx.decision_id))
+                        return
+                    continue  # a denied notification or server request is dropped
+                yield Event(message.raw, event.event_id, event.retry_ms)
+        except WardgateError as exc:
+            log.warning(
+                "upstream failed mid-stream: %s",
+                exc.detail,
+                extra={"decision_id": ctx.decision_id, "route": self.name},
+            )
+            if request is not None and request.kind == "request":
+                yield Event(wardgate_error_response(request_id, exc, ctx.decision_id))
+        finally:
+            await reply.aclose()
+
+    def _retagger(self, index: int) -> Callable[[Event], Event] | None:
+        if not self.federated:
+            return None
+
+        def retag(event: Event) -> Event:
+            raw = event.message
+            if raw is not None and "method" in raw and "id" in raw:
+                raw = {**raw, "id": tag_request_id(index, raw["id"])}
+            return Event(raw, tag_event_id(index, event.event_id), event.retry_ms)
+
+        return retag
+
+    # -- handshake -------------------------------------------------------------
+
+    async def initialize(
+        self, ctx: CallContext, message: Message, headers: Mapping[str, str]
+    ) -> tuple[GatewaySession | None, Reply]:
+        """Open a client session: initialize every upstream of the route.
+
+        Raises:
+            WardgateError: a guard denied the handshake, or no upstream answered.
+        """
+        message = await self.pipeline.check_request(ctx, message)
+        opened = await asyncio.gather(
+            *(self._open_one(i, message, headers) for i in range(len(self.members))),
+            return_exceptions=True,
+        )
+        good: dict[int, tuple[UpstreamSession, list[Event], JsonObject]] = {}
+        for index, outcome in enumerate(opened):
+            if isinstance(outcome, BaseException):
+                log.warning(
+                    "initialize of upstream %s failed: %r",
+                    self.members[index].prefix,
+                    outcome,
+                    extra={"decision_id": ctx.decision_id, "route": self.name},
+                )
+                continue
+            good[index] = outcome
+        if not self.federated:
+            if 0 not in good:
+                failure = opened[0]
+                raise (
+                    failure
+                    if isinstance(failure, WardgateError)
+                    else UpstreamError("initialize failed")
+                )
+            up_session, events, final = good[0]
+            result = _result(final)
+            if result is None:
+                await up_session.close()
+                return None, self._guarded(ctx, message, Reply(_replay(events)))
+            version = str(result.get("protocolVersion", ""))
+            session = self._new_session(ctx, {0: up_session}, {0: version}, version)
+            await self.sessions.add(session)
+            reply = Reply(_replay(events), streaming=any(e.event_id for e in events))
+            return session, self._guarded(ctx, message, reply)
+        live = {i: g for i, g in good.items() if _result(g[2]) is not None}
+        for index in set(good) - set(live):
+            await good[index][0].close()
+        if not live:
+            raise UpstreamError("no upstream of the route accepted initialize")
+        results = {i: _result(g[2]) or {} for i, g in live.items()}
+        versions = {i: str(r.get("protocolVersion", "")) for i, r in results.items()}
+        version = min(versions.values())
+        merged: JsonObject = {
+            "protocolVersion": version,
+            "capabilities": merge_capabilities(results.values()),
+            "serverInfo": {"name": f"wardgate/{self.name}", "version": __version__},
+        }
+        notes = [
+            f"[{self.members[i].prefix}] {r['instructions']}"
+            for i, r in results.items()
+            if isinstance(r.get("instructions"), str)
+        ]
+        if notes:
+            merged["instructions"] = "\n".join(notes)
+        session = self._new_session(ctx, {i: g[0] for i, g in live.items()}, versions, version)
+        await self.sessions.add(session)
+        response = {"jsonrpc": "2.0", "id": message.id, "result": merged}
+        return session, self._guarded(ctx, message, single(response))
+
+    async def _open_one(
+        self, index: int, message: Message, headers: Mapping[str, str]
+    ) -> tuple[UpstreamSession, list[Event], JsonObject]:
+        up_session = await self.members[index].upstream.open_session()
+        try:
+            reply = await up_session.request(message.raw, headers)
+            events = [event async for event in reply.events]
+        except BaseException:
+            await up_session.close()
+            raise
+        finals = [e.message for e in events if e.message is not None and "method" not in e.message]
+        if not finals:
+            await up_session.close()
+            raise UpstreamError("upstream closed the stream without answering initialize")
+        return up_session, events, finals[-1]
+
+    def _new_session(
+        self,
+        ctx: CallContext,
+        upstreams: dict[int, UpstreamSession],
+        versions: dict[int, str],
+        version: str,
+    ) -> GatewaySession:
+        return GatewaySession(
+            id=self.sessions.new_id(),
+            route=self.name,
+            upstreams=upstreams,
+            versions=versions,
+            protocol_version=version,
+            owner=ctx.principal.binding_key,
+        )
+
+    async def end_session(self, session: GatewaySession) -> None:
+        self.sessions.pop(session.id)
+        await session.close()
+
+    # -- requests --------------------------------------------------------------
+
+    async def request(
+        self,
+        ctx: CallContext,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+    ) -> Reply:
+        """Send a client request through the guards to its upstream.
+
+        Raises:
+            WardgateError: a guard denied the request, or it cannot be routed.
+        """
+        message = await self.pipeline.check_request(ctx, message)
+        if not self.federated:
+            reply = await self._session(session, 0).request(
+                message.raw, self._headers(headers, session, 0)
+            )
+            return self._guarded(ctx, message, reply)
+        return await self._federated_request(ctx, message, session, headers)
+
+    async def _federated_request(
+        self,
+        ctx: CallContext,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+    ) -> Reply:
+        method = message.method or ""
+        if method in LIST_KEYS:
+            result = await self._list(message, session, headers)
+            response = {"jsonrpc": "2.0", "id": message.id, "result": result}
+            return self._guarded(ctx, message, single(response))
+        if method == "ping":
+            return self._guarded(
+                ctx, message, single({"jsonrpc": "2.0", "id": message.id, "result": {}})
+            )
+        if method in ("logging/setLevel", "server/discover"):
+            return self._guarded(
+                ctx, message, single(await self._fan_out(message, session, headers))
+            )
+        index, raw = self._target(message, session)
+        out_headers = self._headers(headers, session, index)
+        name = raw.get("params", {}).get("name")
+        if method in _RENAMED and isinstance(name, str) and H_NAME in out_headers:
+            out_headers[H_NAME] = encode_header_value(name)
+        reply = await self._session(session, index).request(raw, out_headers)
+        return self._guarded(ctx, message, reply, self._retagger(index))
+
+    def _target(self, message: Message, session: GatewaySession | None) -> tuple[int, JsonObject]:
+        """Which upstream a named call goes to, and the message as that upstream sees it.
+
+        Raises:
+            InvalidParams: the name or URI belongs to no upstream of the route.
+            MethodNotFound: the method cannot be routed on a federated route.
+        """
+        method = message.method or ""
+        params = message.params
+        if method in _RENAMED:
+            found = split_name(str(params.get("name", "")), self._prefixes, self.separator)
+            if found is None:
+                raise InvalidParams(f"unknown {_RENAMED[method][:-1]}: {params.get('name')!r}")
+            index, name = found
+            return index, {**message.raw, "params": {**params, "name": name}}
+        if method in _BY_URI:
+            return self._owner_of(params.get("uri"), session), message.raw
+        if method == "completion/complete":
+            ref = params.get("ref")
+            if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
+                found = split_name(str(ref.get("name", "")), self._prefixes, self.separator)
+                if found is None:
+                    raise InvalidParams("unknown prompt")
+                index, name = found
+                new_params = {**params, "ref": {**ref, "name": name}}
+                return index, {**message.raw, "params": new_params}
+            if isinstance(ref, dict):
+                return self._owner_of(ref.get("uri"), session), message.raw
+            raise InvalidParams("completion needs a ref")
+        raise MethodNotFound(f"{method} cannot be routed on a federated route")
+
+    def _owner_of(self, uri: Any, session: GatewaySession | None) -> int:
+        if not isinstance(uri, str):
+            raise InvalidParams("uri must be a string")
+        owners = session.resource_owner if session is not None else self._resource_owner
+        if uri in owners:
+            return owners[uri]
+        for known, index in owners.items():
+            # Templates are recorded by their literal prefix (the part before "{").
+            if known.endswith("{") and uri.startswith(known[:-1]):
+                return index
+        raise InvalidParams("unknown resource")
+
+    async def _list(
+        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> JsonObject:
+        method = message.method or ""
+        key = LIST_KEYS[method]
+        params = dict(message.params)
+        cursor = params.pop("cursor", None)
+        index, up_cursor = (0, None) if cursor is None else decode_cursor(cursor, len(self.members))
+        while True:
+            if session is not None and index not in session.upstreams:
+                items: list[Any] = []
+                up_next = None
+            else:
+                page_params = dict(params)
+                if up_cursor is not None:
+                    page_params["cursor"] = up_cursor
+                raw = {**message.raw, "params": page_params}
+                try:
+                    final = await _final(
+                        await self._session(session, index).request(
+                            raw, self._headers(headers, session, index)
+                        )
+                    )
+                except WardgateError as exc:
+                    log.warning(
+                        "listing %s on %s failed: %s", key, self.members[index].prefix, exc.detail
+                    )
+                    final = {}
+                result = _result(final) or {}
+                found = result.get(key)
+                items = (
+                    [self._expose(index, key, item) for item in found]
+                    if isinstance(found, list)
+                    else []
+                )
+                up_next = (
+                    result.get("nextCursor") if isinstance(result.get("nextCursor"), str) else None
+                )
+            out: JsonObject = {key: items}
+            if up_next is not None:
+                out["nextCursor"] = encode_cursor(index, up_next)
+                return out
+            if index + 1 < len(self.members):
+                index, up_cursor = index + 1, None
+                if not items:
+                    continue
+                out["nextCursor"] = encode_cursor(index, None)
+            return out
+
+    def _expose(self, index: int, key: str, item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        if key in ("tools", "prompts") and isinstance(item.get("name"), str):
+            return {**item, "name": f"{self._prefixes[index]}{self.separator}{item['name']}"}
+        for field in ("uri", "uriTemplate"):
+            value = item.get(field)
+            if isinstance(value, str):
+                recorded = value.split("{", 1)[0] + "{" if field == "uriTemplate" else value
+                self._resource_owner[recorded] = index
+        return item
+
+    async def _fan_out(
+        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> JsonObject:
+        indices = sorted(session.upstreams) if session is not None else range(len(self.members))
+
+        async def one(index: int) -> JsonObject:
+            return await _final(
+                await self._session(session, index).request(
+                    message.raw, self._headers(headers, session, index)
+                )
+            )
+
+        finals = await asyncio.gather(*(one(i) for i in indices), return_exceptions=True)
+        results = [_result(f) for f in finals if isinstance(f, dict)]
+        good = [r for r in results if r is not None]
+        if not good:
+            raise UpstreamError(f"no upstream answered {message.method}")
+        result: JsonObject = {}
+        if message.method == "server/discover":
+            supported: set[str] | None = None
+            for r in good:
+                versions = r.get("supportedVersions")
+                if isinstance(versions, list):
+                    mine = {v for v in versions if isinstance(v, str)}
+                    supported = mine if supported is None else supported & mine
+            result = {
+                "resultType": "complete",
+                "supportedVersions": sorted(supported or ()),
+                "capabilities": merge_capabilities(good),
+                "_meta": {
+                    "io.modelcontextprotocol/serverInfo": {
+                        "name": f"wardgate/{self.name}",
+                        "version": __version__,
+                    }
+                },
+            }
+        return {"jsonrpc": "2.0", "id": message.id, "result": result}
+
+    # -- notifications and responses -------------------------------------------
+
+    async def post(
+        self,
+        ctx: CallContext,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+    ) -> int:
+        """Deliver a client notification or response; returns the status (202).
+
+        Raises:
+            WardgateError: a guard denied it.
+        """
+        message = await self.pipeline.check_request(ctx, message)
+        if not self.federated:
+            return await self._session(session, 0).post(
+                message.raw, self._headers(headers, session, 0)
+            )
+        if message.kind == "response":
+            found = untag_request_id(message.raw.get("id"))
+            if found is None or (session is not None and found[0] not in session.upstreams):
+                log.info(
+                    "dropping a response to an unknown request",
+                    extra={"decision_id": ctx.decision_id},
+                )
+                return 202
+            index, original = found
+            raw = {**message.raw, "id": original}
+            return await self._session(session, index).post(
+                raw, self._headers(headers, session, index)
+            )
+        indices = sorted(session.upstreams) if session is not None else range(len(self.members))
+        statuses = await asyncio.gather(
+            *(
+                self._session(session, i).post(message.raw, self._headers(headers, session, i))
+                for i in indices
+            ),
+            return_exceptions=True,
+        )
+        return 202 if any(s == 202 for s in statuses) else 502
+
+    # -- standalone stream -----------------------------------------------------
+
+    async def listen(
+        self, ctx: CallContext, session: GatewaySession, headers: Mapping[str, str]
+    ) -> Reply | None:
+        """Open the standalone server-to-client stream of a session.
+
+        Raises:
+            WardgateError: the upstream refused or failed.
+        """
+        if not self.federated:
+            reply = await self._session(session, 0).listen(self._headers(headers, session, 0))
+            return None if reply is None else self._guarded(ctx, None, reply)
+        resume = untag_event_id(headers.get(H_LAST_EVENT_ID))
+        base = {k: v for k, v in headers.items() if k != H_LAST_EVENT_ID}
+        replies: list[tuple[int, Reply]] = []
+        for index in sorted(session.upstreams):
+            one = self._headers(base, session, index)
+            if resume is not None and resume[0] == index:
+                one[H_LAST_EVENT_ID] = resume[1]
+            reply = await session.upstreams[index].listen(one)
+            if reply is not None:
+                replies.append((index, self._guarded(ctx, None, reply, self._retagger(index))))
+        if not replies:
+            return None
+        return Reply(_merge(replies), streaming=True)
+
+
+async def _merge(replies: Sequence[tuple[int, Reply]]) -> AsyncIterator[Event]:
+    """Interleave several upstream streams into one, as events arrive."""
+    queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=256)
+
+    async def pump(reply: Reply) -> None:
+        try:
+            async for event in reply.events:
+                await queue.put(event)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(reply)) for _, reply in replies]
+    remaining = len(tasks)
+    try:
+        while remaining:
+            event = await queue.get()
+            if event is None:
+                remaining -= 1
+                continue
+            yield event
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

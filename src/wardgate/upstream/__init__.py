@@ -1,0 +1,7 @@
+"""Upstream MCP servers: how the gateway reaches them and keeps sessions with them."""
+
+from __future__ import annotations
+
+from wardgate.upstream.base import Event, Reply, Upstream, UpstreamSession
+
+__all__ = ["Event", "Reply", "Upstream", "UpstreamSession"]

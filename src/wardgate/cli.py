@@ -167,18 +167,23 @@ def _demo(port: int) -> int:
         print("wardgate demo needs the MCP SDK: pip install 'wardgate[demo]'", file=sys.stderr)
         return 2
     url = f"http://127.0.0.1:{port}/mcp/demo"
+    body = (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+        '"arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":'
+        '"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
+    )
     banner = f"""
 Wardgate demo: the gateway listens on {url}
-in front of the bundled demo MCP server (tools: echo, add, utc_now; delete_everything is
-denied by the route's tool guard). The demo runs the server UNSANDBOXED.
+in front of the bundled demo MCP server (tools: echo, add, utc_now; delete_everything
+is denied by the route's tool guard). The demo runs the server UNSANDBOXED.
 
-Try it (another terminal):
+Try it from another terminal:
   curl -s {url} -H 'content-type: application/json' \\
-    -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' \\
-    -H 'mcp-method: tools/call' -H 'mcp-name: echo' \\
-    -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
-or with the MCP Python SDK:
-  python -c "import asyncio, mcp; asyncio.run((lambda: None)())"  # see README: 'Calling the demo'
+    -H 'accept: application/json, text/event-stream' \\
+    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: echo' \\
+    -d '{body}'
+or with the official MCP Python SDK (in .venv):
+  .venv/bin/python -m wardgate.demo.client {url}
 Stop with Ctrl-C.
 """
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -145,7 +145,7 @@ class HttpSession:
         return headers
 
     async def _send(
-        self, method: str, headers: dict[str, str], body: bytes | None, stream: bool
+        self, method: str, headers: dict[str, str], body: bytes | None, idle_ok: bool
     ) -> aiohttp.ClientResponse:
         try:
             return await self._up.client.request(
@@ -154,7 +154,8 @@ class HttpSession:
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=self._up._stream_timeout if stream else self._up._timeout,
+                # Only the standalone GET stream may sit idle; a POST reply must keep coming.
+                timeout=self._up._stream_timeout if idle_ok else self._up._timeout,
             )
         except TimeoutError:
             raise UpstreamTimeout(f"upstream {self._up.name} timed out") from None
@@ -164,7 +165,7 @@ class HttpSession:
     async def request(self, message: JsonObject, headers: Mapping[str, str]) -> Reply:
         out = self._headers(headers)
         out["content-type"] = "application/json"
-        resp = await self._send("POST", out, orjson.dumps(message), stream=True)
+        resp = await self._send("POST", out, orjson.dumps(message), idle_ok=False)
         if not self._stateless and self.session_id is None:
             self.session_id = resp.headers.get(H_SESSION_ID)
         return await self._reply(resp, message.get("id"))
@@ -224,7 +225,7 @@ class HttpSession:
     async def post(self, message: JsonObject, headers: Mapping[str, str]) -> int:
         out = self._headers(headers)
         out["content-type"] = "application/json"
-        resp = await self._send("POST", out, orjson.dumps(message), stream=False)
+        resp = await self._send("POST", out, orjson.dumps(message), idle_ok=False)
         try:
             if resp.status == 404 and self.session_id is not None:
                 self._alive = False
@@ -235,7 +236,9 @@ class HttpSession:
     async def listen(self, headers: Mapping[str, str]) -> Reply | None:
         if self.session_id is None:
             return None
-        resp = await self._send("GET", self._headers(headers, "text/event-stream"), None, True)
+        resp = await self._send(
+            "GET", self._headers(headers, "text/event-stream"), None, idle_ok=True
+        )
         if resp.status == 405:
             resp.release()
             return None
@@ -246,7 +249,7 @@ class HttpSession:
         if self.session_id is None:
             return
         try:
-            resp = await self._send("DELETE", self._headers({}), None, stream=False)
+            resp = await self._send("DELETE", self._headers({}), None, idle_ok=False)
             resp.release()
         except UpstreamError as exc:
             log.info("DELETE of upstream session on %s failed: %s", self._up.name, exc.detail)

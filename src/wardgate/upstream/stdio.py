@@ -82,13 +82,15 @@ class StdioSession(ChannelSession):
         self._up = upstream
         self._proc: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Set when stdout closes: the process is gone even before it is reaped.
+        self._eof = True
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def _running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self._proc is not None and self._proc.returncode is None and not self._eof
 
     async def _connect(self) -> None:
         try:
@@ -96,6 +98,7 @@ class StdioSession(ChannelSession):
         except OSError as exc:
             raise UpstreamError(f"cannot start upstream {self._up.name}: {exc}") from None
         proc = self._proc
+        self._eof = False
         self._tasks = [
             asyncio.create_task(self._read_stdout(proc)),
             asyncio.create_task(self._read_stderr(proc)),
@@ -134,6 +137,7 @@ class StdioSession(ChannelSession):
                     continue
                 self._dispatch(message)
         finally:
+            self._eof = True
             self._fail_pending()
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:

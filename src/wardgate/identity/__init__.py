@@ -1,0 +1,52 @@
+"""Identity at the edge: who is calling, proven by JWT, DPoP, mTLS or SPIFFE.
+
+The edge builds an :class:`AuthRequest` and calls :meth:`Authenticator.authenticate`;
+it gets a :class:`~wardgate.principal.Principal` or :class:`AuthenticationFailed`.
+"""
+
+from __future__ import annotations
+
+from wardgate.identity._fetch import FetchPolicy
+from wardgate.identity.authenticator import Authenticator, AuthenticatorLike, AuthRequest
+from wardgate.identity.config import DEFAULT_ALGORITHMS, IssuerConfig, canonical_resource
+from wardgate.identity.dpop import (
+    DpopConfig,
+    DpopNonceRequired,
+    DpopNonces,
+    DpopVerifier,
+    normalize_htu,
+)
+from wardgate.identity.jwks import JwksCache
+from wardgate.identity.jwt import JwtVerifier, VerifiedToken
+from wardgate.identity.mtls import (
+    PeerCertificate,
+    SpiffeId,
+    SpiffeVerifier,
+    certificate_thumbprint,
+    parse_spiffe_id,
+    spiffe_id_from_certificate,
+)
+
+__all__ = [
+    "DEFAULT_ALGORITHMS",
+    "AuthRequest",
+    "Authenticator",
+    "AuthenticatorLike",
+    "DpopConfig",
+    "DpopNonceRequired",
+    "DpopNonces",
+    "DpopVerifier",
+    "FetchPolicy",
+    "IssuerConfig",
+    "JwksCache",
+    "JwtVerifier",
+    "PeerCertificate",
+    "SpiffeId",
+    "SpiffeVerifier",
+    "VerifiedToken",
+    "canonical_resource",
+    "certificate_thumbprint",
+    "normalize_htu",
+    "parse_spiffe_id",
+    "spiffe_id_from_certificate",
+]

@@ -1,0 +1,189 @@
+"""An SSRF-aware GET for issuer metadata and JWKS.
+
+The decision rests on the address actually connected to: the resolver drops every
+address the policy refuses, and the socket factory, which sees the exact address of
+each connect, refuses again (so no DNS answer can change between check and connect).
+No redirects, no proxies from the environment, bounded time and size.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohappyeyeballs import AddrInfoType
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+__all__ = ["FetchPolicy", "FetchRefused", "SafeFetcher", "address_allowed"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """Limits for fetching issuer documents.
+
+    ``allow_loopback`` exists for tests and sidecar IdPs: it permits loopback
+    addresses and plain ``http`` to a loopback IP literal (``http://127.0.0.1:…``).
+    ``allow_private`` permits RFC 1918 / ULA addresses (an IdP inside the VPC).
+    """
+
+    timeout_seconds: float = 5.0
+    max_bytes: int = 512 * 1024
+    allow_loopback: bool = False
+    allow_private: bool = False
+
+
+class FetchRefused(Exception):
+    """The fetch was refused or failed; the message is for the log."""
+
+
+def _unwrap(ip: IPAddress) -> IPAddress:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip.teredo is not None:
+            return ip.teredo[1]
+    return ip
+
+
+def address_allowed(ip: IPAddress, policy: FetchPolicy) -> bool:
+    """Whether ``policy`` lets us connect to ``ip`` (v4-in-v6 forms are unwrapped)."""
+    ip = _unwrap(ip)
+    if ip.is_loopback:
+        return policy.allow_loopback
+    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
+        return False
+    if ip.is_global:
+        return True
+    return policy.allow_private and ip.is_private
+
+
+class _PolicyResolver(AbstractResolver):
+    def __init__(self, policy: FetchPolicy) -> None:
+        self._policy = policy
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        policy = self._policy
+        kept = [a for a in answers if address_allowed(ipaddress.ip_address(a["host"]), policy)]
+        if not kept:
+            seen = ", ".join(sorted({a["host"] for a in answers}))
+            raise OSError(f"{host!r} resolves only to refused addresses ({seen})")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class SafeFetcher:
+    """Fetches small JSON documents under a :class:`FetchPolicy`."""
+
+    def __init__(self, policy: FetchPolicy, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._policy = policy
+        self._ssl: ssl.SSLContext = ssl_context or ssl.create_default_context()
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def policy(self) -> FetchPolicy:
+        return self._policy
+
+    async def start(self) -> None:
+        """Open the connection pool (idempotent)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=_PolicyResolver(self._policy),
+                socket_factory=self._socket_for,
+                ssl=self._ssl,
+                limit=8,
+            )
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    async def aclose(self) -> None:
+        """Close the pool; idempotent."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def check_url(self, url: str) -> None:
+        """Refuse what can be refused without the network.
+
+        Raises:
+            FetchRefused: wrong scheme, credentials in the URL, or a refused IP literal.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http"):
+            raise FetchRefused(f"scheme {parts.scheme!r} refused")
+        if parts.username is not None or parts.password is not None:
+            raise FetchRefused("credentials in URL refused")
+        if not parts.hostname:
+            raise FetchRefused("URL has no host")
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            literal = None  # a name: decided on the addresses it resolves to
+        if literal is not None and not address_allowed(literal, self._policy):
+            raise FetchRefused(f"address {literal} refused")
+        if parts.scheme == "http" and not (
+            self._policy.allow_loopback and literal is not None and _unwrap(literal).is_loopback
+        ):
+            raise FetchRefused("plain http refused (https only, except loopback when allowed)")
+
+    def _socket_for(self, addr_info: AddrInfoType) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not address_allowed(ip, self._policy):
+            raise OSError(f"connect to refused address {ip}")
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        """GET ``url`` and parse a JSON object from it.
+
+        Raises:
+            FetchRefused: refused by policy, network or HTTP failure, too large,
+                too slow, or not a JSON object.
+        """
+        self.check_url(url)
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        timeout = aiohttp.ClientTimeout(total=self._policy.timeout_seconds)
+        try:
+            async with self._session.get(
+                url,
+                allow_redirects=False,
+                timeout=timeout,
+                headers={"Accept": "application/json"},
+            ) as resp:
+                if resp.status != 200:
+                    raise FetchRefused(f"HTTP {resp.status} from {url}")
+                if (resp.content_length or 0) > self._policy.max_bytes:
+                    raise FetchRefused(f"response larger than {self._policy.max_bytes} bytes")
+                body = await resp.content.read(self._policy.max_bytes + 1)
+                if len(body) > self._policy.max_bytes:
+                    raise FetchRefused(f"response larger than {self._policy.max_bytes} bytes")
+        except FetchRefused:
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise FetchRefused(f"fetch {url} failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise FetchRefused(f"{url} did not return JSON") from exc
+        if not isinstance(doc, dict):
+            raise FetchRefused(f"{url} did not return a JSON object")
+        return doc

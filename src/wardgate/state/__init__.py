@@ -1,0 +1,19 @@
+"""Shared state for the gateway fleet: one :class:`StateStore` seam, two backends.
+
+:class:`MemoryStateStore` is the embedded default (a single replica);
+:class:`RedisStateStore` is shared by all replicas.
+"""
+
+from __future__ import annotations
+
+from wardgate.state.base import Clock, StateStore, StateStoreUnavailable
+from wardgate.state.memory import MemoryStateStore
+from wardgate.state.redis_store import RedisStateStore
+
+__all__ = [
+    "Clock",
+    "MemoryStateStore",
+    "RedisStateStore",
+    "StateStore",
+    "StateStoreUnavailable",
+]

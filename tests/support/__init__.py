@@ -1,0 +1,1 @@
+"""Shared test harness: real servers on loopback, started and stopped per test."""

@@ -13,7 +13,7 @@ from mcp import Client, MCPError
 
 async def _main(url: str) -> None:
     for mode in ("legacy", "auto"):
-        async with Client(url, mode=mode) as client:  # type: ignore[arg-type]
+        async with Client(url, mode=mode) as client:
             print(f"[{mode}] protocol {client.protocol_version}")
             tools = await client.list_tools()
             print("  tools:", ", ".join(t.name for t in tools.tools))

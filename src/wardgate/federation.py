@@ -23,6 +23,7 @@ __all__ = [
     "LIST_KEYS",
     "decode_cursor",
     "encode_cursor",
+    "expose_name",
     "merge_capabilities",
     "split_name",
     "tag_event_id",
@@ -43,12 +44,25 @@ _ID_TAG = "wg~"
 
 
 def split_name(name: str, prefixes: Sequence[str], separator: str) -> tuple[int, str] | None:
-    """Find which upstream a prefixed name belongs to: ``(index, upstream's name)``."""
+    """Find which upstream a prefixed name belongs to: ``(index, upstream's name)``.
+
+    At most one upstream may have the empty prefix: it takes the names no prefix claims.
+    """
+    fallback: int | None = None
     for index, prefix in enumerate(prefixes):
+        if not prefix:
+            fallback = index
+            continue
         head = prefix + separator
         if name.startswith(head) and len(name) > len(head):
             return index, name[len(head) :]
+    if fallback is not None and name:
+        return fallback, name
     return None
+
+
+def expose_name(prefix: str, separator: str, name: str) -> str:
+    return f"{prefix}{separator}{name}" if prefix else name
 
 
 def encode_cursor(index: int, cursor: str | None) -> str:

@@ -143,7 +143,11 @@ def wardgate_error_response(
     request_id: RequestId | None, error: WardgateError, decision_id: str
 ) -> JsonObject:
     """The generic error a client sees: public message, stable code, decision id."""
-    data: JsonObject = {"decisionId": decision_id, "code": error.code}
-    if error.data is not None:
-        data["detail"] = error.data
+    data: JsonObject = {}
+    if isinstance(error.data, dict):
+        # Spec-defined fields (e.g. UnsupportedProtocolVersion's supported/requested)
+        # sit at the top level of ``data``, beside our own.
+        data.update(error.data)
+    data["decisionId"] = decision_id
+    data["code"] = error.code
     return error_response(request_id, error.jsonrpc_code, error.public_message, data)

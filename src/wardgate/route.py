@@ -19,6 +19,7 @@ from wardgate.federation import (
     LIST_KEYS,
     decode_cursor,
     encode_cursor,
+    expose_name,
     merge_capabilities,
     split_name,
     tag_event_id,
@@ -30,7 +31,9 @@ from wardgate.jsonrpc import JsonObject, Message, MessageKind, wardgate_error_re
 from wardgate.pipeline import CallContext, Pipeline
 from wardgate.protocol import (
     H_LAST_EVENT_ID,
+    H_METHOD,
     H_NAME,
+    H_PARAM_PREFIX,
     H_PROTOCOL_VERSION,
     encode_header_value,
 )
@@ -43,6 +46,7 @@ log = logging.getLogger("wardgate.route")
 
 _RENAMED = {"tools/call": "tools", "prompts/get": "prompts"}
 _BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
+_LEARN_PAGES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +350,7 @@ class Route:
             return self._guarded(
                 ctx, message, single(await self._fan_out(message, session, headers))
             )
-        index, raw = self._target(message, session)
+        index, raw = await self._target(message, session, headers)
         out_headers = self._headers(headers, session, index)
         name = raw.get("params", {}).get("name")
         if method in _RENAMED and isinstance(name, str) and H_NAME in out_headers:
@@ -354,7 +358,9 @@ class Route:
         reply = await self._session(session, index).request(raw, out_headers)
         return self._guarded(ctx, message, reply, self._retagger(index))
 
-    def _target(self, message: Message, session: GatewaySession | None) -> tuple[int, JsonObject]:
+    async def _target(
+        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> tuple[int, JsonObject]:
         """Which upstream a named call goes to, and the message as that upstream sees it.
 
         Raises:
@@ -370,7 +376,7 @@ class Route:
             index, name = found
             return index, {**message.raw, "params": {**params, "name": name}}
         if method in _BY_URI:
-            return self._owner_of(params.get("uri"), session), message.raw
+            return await self._owner_of(params.get("uri"), message, session, headers), message.raw
         if method == "completion/complete":
             ref = params.get("ref")
             if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
@@ -381,21 +387,70 @@ class Route:
                 new_params = {**params, "ref": {**ref, "name": name}}
                 return index, {**message.raw, "params": new_params}
             if isinstance(ref, dict):
-                return self._owner_of(ref.get("uri"), session), message.raw
+                uri = ref.get("uri")
+                return await self._owner_of(uri, message, session, headers), message.raw
             raise InvalidParams("completion needs a ref")
         raise MethodNotFound(f"{method} cannot be routed on a federated route")
 
-    def _owner_of(self, uri: Any, session: GatewaySession | None) -> int:
-        if not isinstance(uri, str):
-            raise InvalidParams("uri must be a string")
-        owners = session.resource_owner if session is not None else self._resource_owner
+    def _known_owner(self, uri: str) -> int | None:
+        owners = self._resource_owner
         if uri in owners:
             return owners[uri]
         for known, index in owners.items():
             # Templates are recorded by their literal prefix (the part before "{").
             if known.endswith("{") and uri.startswith(known[:-1]):
                 return index
-        raise InvalidParams("unknown resource")
+        return None
+
+    async def _owner_of(
+        self,
+        uri: Any,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+    ) -> int:
+        """The upstream serving ``uri``: learnt from list results, listing on a miss.
+
+        Raises:
+            InvalidParams: no upstream lists the resource or a template matching it.
+        """
+        if not isinstance(uri, str):
+            raise InvalidParams("uri must be a string")
+        index = self._known_owner(uri)
+        if index is None:
+            await self._learn_resources(message, session, headers)
+            index = self._known_owner(uri)
+        if index is None:
+            raise InvalidParams("unknown resource", data={"uri": uri})
+        return index
+
+    async def _learn_resources(
+        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> None:
+        """List every upstream's resources and templates (bounded) to learn their owners."""
+        meta = message.params.get("_meta")
+        for method in ("resources/list", "resources/templates/list"):
+            hdrs = {
+                k: v for k, v in headers.items() if k != H_NAME and not k.startswith(H_PARAM_PREFIX)
+            }
+            if H_METHOD in hdrs:
+                hdrs[H_METHOD] = method
+            params: JsonObject = {} if meta is None else {"_meta": meta}
+            cursor: str | None = None
+            for _ in range(_LEARN_PAGES):
+                if cursor is not None:
+                    params = {**params, "cursor": cursor}
+                raw: JsonObject = {
+                    "jsonrpc": "2.0",
+                    "id": f"wardgate-learn-{method}",
+                    "method": method,
+                    "params": params,
+                }
+                result = await self._list(Message(raw, "request"), session, hdrs)
+                next_cursor = result.get("nextCursor")
+                if not isinstance(next_cursor, str):
+                    break
+                cursor = next_cursor
 
     async def _list(
         self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
@@ -450,7 +505,10 @@ class Route:
         if not isinstance(item, dict):
             return item
         if key in ("tools", "prompts") and isinstance(item.get("name"), str):
-            return {**item, "name": f"{self._prefixes[index]}{self.separator}{item['name']}"}
+            return {
+                **item,
+                "name": expose_name(self._prefixes[index], self.separator, item["name"]),
+            }
         for field in ("uri", "uriTemplate"):
             value = item.get(field)
             if isinstance(value, str):

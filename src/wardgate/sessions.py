@@ -34,8 +34,6 @@ class GatewaySession:
     protocol_version: str
     owner: tuple[str | None, str | None, str]
     last_seen: float = field(default_factory=time.monotonic)
-    #: Resource URI -> upstream index, learnt from list results (federated routes).
-    resource_owner: dict[str, int] = field(default_factory=dict)
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.upstreams.values()), return_exceptions=True)

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import stdio_demo_upstream
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
+
+from conftest import stdio_demo_upstream
 from support.servers import run_gateway
 
 MODES = ["legacy", "auto"]

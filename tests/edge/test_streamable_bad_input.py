@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from support.http import ACCEPT, MODERN, modern_body, modern_headers, post
 from support.servers import run_gateway
 
@@ -102,7 +103,8 @@ async def test_2026_headers_must_match_the_body(
     assert status == 400
     _assert_generic_error(decoded, code)
     if code == -32022:
-        assert decoded["error"]["data"]["detail"]["supported"] == [MODERN]
+        assert decoded["error"]["data"]["supported"] == [MODERN]
+        assert decoded["error"]["data"]["requested"] == "2099-01-01"
 
 
 async def test_2026_meta_version_must_match_header(gateway_url: str) -> None:

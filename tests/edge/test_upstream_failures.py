@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, MCPError
+
 from support.http import modern_body, modern_headers, post
 from support.servers import free_port, run_gateway, serve_app
 

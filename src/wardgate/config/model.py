@@ -117,7 +117,10 @@ class ToolAccessConfig(_Strict):
 class RouteConfig(_Strict):
     upstreams: tuple[str, ...] = Field(min_length=1)
     #: Name prefix per upstream on federated routes; default: the upstream's name.
-    prefixes: dict[str, str] = Field(default_factory=dict)
+    #: One upstream may have ``""``: its names pass unprefixed.
+    prefixes: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{0,64}$")]] = Field(
+        default_factory=dict
+    )
     separator: str = Field("__", pattern=r"^[A-Za-z0-9_.-]{1,4}$")
     tools: ToolAccessConfig = ToolAccessConfig()
 
@@ -149,8 +152,11 @@ class GatewayConfig(_Strict):
                 if upstream not in self.upstreams:
                     raise ValueError(f"route {name!r} names unknown upstream {upstream!r}")
             prefixes = [route.prefix_of(u) for u in route.upstreams]
-            for i, a in enumerate(prefixes):
-                for b in prefixes[i + 1 :]:
+            if prefixes.count("") > 1:
+                raise ValueError(f"route {name!r}: at most one upstream may have an empty prefix")
+            named = [p for p in prefixes if p]
+            for i, a in enumerate(named):
+                for b in named[i + 1 :]:
                     if (
                         a.startswith(b + route.separator)
                         or b.startswith(a + route.separator)

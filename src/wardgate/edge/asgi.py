@@ -42,7 +42,7 @@ def header_map(scope: Scope) -> dict[str, str]:
     out: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
+        value = raw_value.decode("latin-1").strip(" \t")  # RFC 9110: OWS is not part of it
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
 

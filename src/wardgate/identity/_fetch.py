@@ -8,6 +8,7 @@ No redirects, no proxies from the environment, bounded time and size.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import socket
@@ -83,7 +84,7 @@ class _PolicyResolver(AbstractResolver):
         kept = [a for a in answers if address_allowed(ipaddress.ip_address(a["host"]), policy)]
         if not kept:
             seen = ", ".join(sorted({a["host"] for a in answers}))
-            raise OSError(f"{host!r} resolves only to refused addresses ({seen})")
+            raise OSError(errno.EACCES, f"{host!r} resolves only to refused addresses ({seen})")
         return kept
 
     async def close(self) -> None:
@@ -125,7 +126,11 @@ class SafeFetcher:
         Raises:
             FetchRefused: wrong scheme, credentials in the URL, or a refused IP literal.
         """
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            _ = parts.port
+        except ValueError as exc:
+            raise FetchRefused(f"unparsable URL: {exc}") from exc
         if parts.scheme not in ("https", "http"):
             raise FetchRefused(f"scheme {parts.scheme!r} refused")
         if parts.username is not None or parts.password is not None:
@@ -147,7 +152,7 @@ class SafeFetcher:
         family, type_, proto, _, sockaddr = addr_info
         ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if not address_allowed(ip, self._policy):
-            raise OSError(f"connect to refused address {ip}")
+            raise OSError(errno.EACCES, f"connect to refused address {ip}")
         return socket.socket(family=family, type=type_, proto=proto)
 
     async def get_json(self, url: str) -> dict[str, Any]:

@@ -58,8 +58,10 @@ class AuthenticatorLike(Protocol):
     """The seam the edge depends on."""
 
     async def authenticate(self, request: AuthRequest) -> Principal:
-        """Raises:
-        AuthenticationFailed: the request does not prove an acceptable identity.
+        """Prove who is calling.
+
+        Raises:
+            AuthenticationFailed: the request does not prove an acceptable identity.
         """
         ...
 

@@ -106,8 +106,10 @@ class DpopNonces:
     def __init__(
         self, secret: bytes, *, window_seconds: float = 300.0, clock: Clock = time.time
     ) -> None:
-        """Raises:
-        ConfigError: ``secret`` shorter than 32 bytes or a non-positive window.
+        """Derive nonces from ``secret`` (shared by all replicas).
+
+        Raises:
+            ConfigError: ``secret`` shorter than 32 bytes or a non-positive window.
         """
         if len(secret) < 32:
             raise ConfigError("identity.dpop.nonce_secret must be at least 32 bytes")
@@ -150,8 +152,10 @@ class DpopVerifier:
         clock: Clock = time.time,
         key_prefix: str = "dpop:jti:",
     ) -> None:
-        """Raises:
-        ConfigError: a nonce is required but no :class:`DpopNonces` is given.
+        """Wire the replay cache; no I/O.
+
+        Raises:
+            ConfigError: a nonce is required but no :class:`DpopNonces` is given.
         """
         self._config = config or DpopConfig()
         if self._config.require_nonce and nonces is None:

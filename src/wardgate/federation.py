@@ -93,7 +93,8 @@ def decode_cursor(value: Any, upstreams: int) -> tuple[int, str | None]:
 
 
 def tag_request_id(index: int, request_id: RequestId) -> str:
-    return f"{_ID_TAG}{index}~" + orjson.dumps(request_id).decode()
+    kind = "i" if isinstance(request_id, int) else "s"
+    return f"{_ID_TAG}{index}~{kind}{request_id}"
 
 
 def untag_request_id(value: Any) -> tuple[int, RequestId] | None:
@@ -102,13 +103,15 @@ def untag_request_id(value: Any) -> tuple[int, RequestId] | None:
     index, sep, rest = value[len(_ID_TAG) :].partition("~")
     if not sep or not index.isdigit():
         return None
-    try:
-        original = orjson.loads(rest)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(original, bool) or not isinstance(original, str | int):
-        return None
-    return int(index), original
+    kind, value = rest[:1], rest[1:]
+    if kind == "s":
+        return int(index), value
+    if kind == "i":
+        try:
+            return int(index), int(value)
+        except ValueError:
+            return None
+    return None
 
 
 def tag_event_id(index: int, event_id: str | None) -> str | None:

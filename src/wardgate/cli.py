@@ -120,7 +120,9 @@ def _run(config: GatewayConfig, banner: str | None = None) -> int:
         finally:
             await gateway.aclose()
 
-    asyncio.run(run())
+    # asyncio.run would ignore uvicorn's loop choice (uvloop when installed).
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(run())
     return 0
 
 

@@ -127,14 +127,20 @@ def untag_event_id(value: str | None) -> tuple[int, str] | None:
     return int(index), rest
 
 
+#: Capabilities a federated route knows how to route; others are not advertised.
+ROUTABLE_CAPABILITIES = frozenset({"tools", "prompts", "resources", "logging", "completions"})
+
+
 def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
-    """The union of server capabilities: a feature any upstream offers is offered."""
+    """The union of routable server capabilities: a feature any upstream offers is offered."""
     merged: JsonObject = {}
     for result in results:
         caps = result.get("capabilities")
         if not isinstance(caps, dict):
             continue
         for key, value in caps.items():
+            if key not in ROUTABLE_CAPABILITIES:
+                continue
             if not isinstance(value, dict):
                 merged.setdefault(key, value)
                 continue

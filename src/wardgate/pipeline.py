@@ -31,9 +31,20 @@ __all__ = [
 log = logging.getLogger("wardgate.pipeline")
 
 
+_ID_POOL = bytearray()
+
+
 def new_decision_id() -> str:
-    """An unguessable id that follows one call through every event and error."""
-    return secrets.token_hex(8)
+    """An unguessable id that follows one call through every event and error.
+
+    Drawn 64 bits at a time from a pool filled by the OS CSPRNG (one syscall per
+    512 ids instead of one per call).
+    """
+    if len(_ID_POOL) < 8:
+        _ID_POOL.extend(secrets.token_bytes(4096))
+    chunk = bytes(_ID_POOL[-8:])
+    del _ID_POOL[-8:]
+    return chunk.hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,12 @@ class ResponseGuard(Protocol):
         ...
 
 
+def _response_methods(guard: ResponseGuard) -> frozenset[str] | None:
+    """A guard may narrow its response phase with ``response_methods``."""
+    methods: frozenset[str] | None = getattr(guard, "response_methods", guard.methods)
+    return methods
+
+
 def _applies(methods: frozenset[str] | None, method: str | None) -> bool:
     return methods is None or (method is not None and method in methods)
 
@@ -94,10 +111,19 @@ class Pipeline:
         self.guards = tuple(guards)
         self._request = tuple(g for g in guards if isinstance(g, RequestGuard))
         self._response = tuple(reversed([g for g in guards if isinstance(g, ResponseGuard)]))
+        self._responds: dict[str | None, bool] = {}
 
     @property
     def has_response_guards(self) -> bool:
         return bool(self._response)
+
+    def responds_to(self, method: str | None) -> bool:
+        """Whether any response guard applies to replies to ``method``."""
+        cached = self._responds.get(method)
+        if cached is None:
+            cached = any(_applies(_response_methods(g), method) for g in self._response)
+            self._responds[method] = cached
+        return cached
 
     async def check_request(self, ctx: CallContext, message: Message) -> Message:
         """Run the request guards in order.
@@ -146,7 +172,7 @@ class Pipeline:
         """
         method = request.method if request is not None else message.method
         for guard in self._response:
-            if not _applies(guard.methods, method):
+            if not _applies(_response_methods(guard), method):
                 continue
             try:
                 message = await guard.check_response(ctx, request, message)

@@ -35,6 +35,7 @@ from wardgate.protocol import (
     H_NAME,
     H_PARAM_PREFIX,
     H_PROTOCOL_VERSION,
+    MODERN_VERSIONS,
     encode_header_value,
 )
 from wardgate.sessions import GatewaySession, SessionStore
@@ -106,8 +107,10 @@ class Route:
         self.separator = separator
         self.federated = len(members) > 1
         self._prefixes = [m.prefix for m in members]
-        #: Resource URI -> upstream index for stateless (sessionless) federated calls.
+        #: Resource URI -> upstream index, learnt from list results.
         self._resource_owner: dict[str, int] = {}
+        #: Members whose ``server/discover`` failed (None: not asked yet).
+        self._legacy_members: frozenset[int] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -327,6 +330,8 @@ class Route:
             reply = await self._session(session, 0).request(
                 message.raw, self._headers(headers, session, 0)
             )
+            if not reply.streaming and not self.pipeline.responds_to(message.method):
+                return reply  # one JSON message, read whole, that no guard wants to see
             return self._guarded(ctx, message, reply)
         return await self._federated_request(ctx, message, session, headers)
 
@@ -351,6 +356,9 @@ class Route:
                 ctx, message, single(await self._fan_out(message, session, headers))
             )
         index, raw = await self._target(message, session, headers)
+        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
+        if modern and index in await self._legacy_only(message, headers):
+            raise InvalidParams("that upstream does not serve this protocol version")
         out_headers = self._headers(headers, session, index)
         name = raw.get("params", {}).get("name")
         if method in _RENAMED and isinstance(name, str) and H_NAME in out_headers:
@@ -457,11 +465,15 @@ class Route:
     ) -> JsonObject:
         method = message.method or ""
         key = LIST_KEYS[method]
+        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
+        legacy_only = await self._legacy_only(message, headers) if modern else frozenset()
         params = dict(message.params)
         cursor = params.pop("cursor", None)
         index, up_cursor = (0, None) if cursor is None else decode_cursor(cursor, len(self.members))
+        ttls: list[int] = []
+        scopes: set[str] = set()
         while True:
-            if session is not None and index not in session.upstreams:
+            if (session is not None and index not in session.upstreams) or index in legacy_only:
                 items: list[Any] = []
                 up_next = None
             else:
@@ -490,7 +502,15 @@ class Route:
                 up_next = (
                     result.get("nextCursor") if isinstance(result.get("nextCursor"), str) else None
                 )
+                if isinstance(result.get("ttlMs"), int):
+                    ttls.append(result["ttlMs"])
+                scopes.add(str(result.get("cacheScope", "private")))
             out: JsonObject = {key: items}
+            if modern:
+                # 2026 list results carry caching fields: the strictest of the pages merged.
+                out["resultType"] = "complete"
+                out["ttlMs"] = min(ttls, default=0)
+                out["cacheScope"] = "public" if scopes == {"public"} else "private"
             if up_next is not None:
                 out["nextCursor"] = encode_cursor(index, up_next)
                 return out
@@ -516,6 +536,25 @@ class Route:
                 self._resource_owner[recorded] = index
         return item
 
+    async def _legacy_only(self, message: Message, headers: Mapping[str, str]) -> frozenset[int]:
+        """Members that do not speak the stateless era: kept out of 2026 traffic.
+
+        Learnt from ``server/discover`` (the client's, or one sent once on its behalf).
+        """
+        if self._legacy_members is None:
+            meta = message.params.get("_meta")
+            probe: JsonObject = {
+                "jsonrpc": "2.0",
+                "id": "wardgate-discover",
+                "method": "server/discover",
+                "params": {} if meta is None else {"_meta": meta},
+            }
+            hdrs = {k: v for k, v in headers.items() if k != H_NAME}
+            if H_METHOD in hdrs:
+                hdrs[H_METHOD] = "server/discover"
+            await self._fan_out(Message(probe, "request"), None, hdrs)
+        return self._legacy_members or frozenset()
+
     async def _fan_out(
         self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
     ) -> JsonObject:
@@ -529,6 +568,16 @@ class Route:
             )
 
         finals = await asyncio.gather(*(one(i) for i in indices), return_exceptions=True)
+        if message.method == "server/discover" and session is None:
+            self._legacy_members = frozenset(
+                i
+                for i, f in zip(indices, finals, strict=True)
+                if not isinstance(f, dict) or _result(f) is None
+            )
+        if message.method == "server/discover" and self._legacy_members:
+            # The route is only as stateless as its least capable member: refusing
+            # discover sends dual-era clients to initialize, where every member works.
+            raise MethodNotFound("a member of this route does not serve 2026-07-28")
         results = [_result(f) for f in finals if isinstance(f, dict)]
         good = [r for r in results if r is not None]
         if not good:

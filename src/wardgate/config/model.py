@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wardgate.config.identity import AuthConfig, RouteAuthConfig, TlsConfig
+
 __all__ = [
     "GatewayConfig",
     "HttpUpstreamConfig",
@@ -39,6 +41,10 @@ class ServerConfig(_Strict):
     max_sessions: int = Field(10_000, ge=1)
     #: Answer legacy HTTP+SSE (2024-11-05) clients on /sse/{route}.
     legacy_sse: bool = True
+    #: Terminate TLS here (TLS 1.3, AES-256-GCM, X25519, SNI enforced by default).
+    tls: TlsConfig | None = None
+    #: Serve without ``[auth]`` on a non-loopback address. Never do this in production.
+    allow_anonymous: bool = False
 
     @field_validator("host")
     @classmethod
@@ -123,6 +129,7 @@ class RouteConfig(_Strict):
     )
     separator: str = Field("__", pattern=r"^[A-Za-z0-9_.-]{1,4}$")
     tools: ToolAccessConfig = ToolAccessConfig()
+    auth: RouteAuthConfig = RouteAuthConfig()
 
     @model_validator(mode="after")
     def _prefixes_known(self) -> RouteConfig:
@@ -140,6 +147,7 @@ class RouteConfig(_Strict):
 class GatewayConfig(_Strict):
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
+    auth: AuthConfig | None = None
     upstreams: dict[Annotated[str, Field(pattern=_NAME)], UpstreamConfig]
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
 
@@ -147,6 +155,11 @@ class GatewayConfig(_Strict):
     def _references(self) -> GatewayConfig:
         if not self.routes:
             raise ValueError("at least one route is needed")
+        if self.auth is None and not self.server.loopback and not self.server.allow_anonymous:
+            raise ValueError(
+                "serving on a non-loopback address needs an [auth] section "
+                "(or server.allow_anonymous = true, which lets anyone call every tool)"
+            )
         for name, route in self.routes.items():
             for upstream in route.upstreams:
                 if upstream not in self.upstreams:

@@ -97,12 +97,22 @@ async def sse_start(send: Send, headers: Headers = ()) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *headers]})
 
 
+#: Calls quicker than this never pay for a watcher task.
+_WATCH_AFTER = 0.05
+
+
 @contextlib.asynccontextmanager
 async def watch_disconnect(receive: Receive) -> Any:
-    """Cancel the current task when the client disconnects (after the body was read)."""
+    """Cancel the current task when the client disconnects (after the body was read).
+
+    The watcher starts only once the call has run for ``_WATCH_AFTER`` seconds: fast
+    calls cost one timer, slow ones are still cancelled when the client leaves.
+    """
     current = asyncio.current_task()
     assert current is not None
+    loop = asyncio.get_running_loop()
     gone = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -113,7 +123,11 @@ async def watch_disconnect(receive: Receive) -> Any:
                 current.cancel()
                 return
 
-    watcher = asyncio.create_task(watch())
+    def start() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(_WATCH_AFTER, start)
     try:
         yield
     except asyncio.CancelledError:
@@ -121,4 +135,6 @@ async def watch_disconnect(receive: Receive) -> Any:
             raise
         current.uncancel()
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 __all__ = ["OriginPolicy"]
@@ -10,6 +11,7 @@ __all__ = ["OriginPolicy"]
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+@lru_cache(maxsize=256)  # bounded: hostile Host values cannot grow it
 def _split_host(value: str) -> tuple[str, str | None]:
     parts = urlsplit("//" + value)
     try:

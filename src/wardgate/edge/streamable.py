@@ -242,8 +242,8 @@ class StreamableHttpEndpoint:
                 data={"supported": list(MODERN_VERSIONS), "requested": version},
             )
         forward = forwarded_headers(headers)
-        ctx = dataclasses.replace(ctx, era=era)
         if era == "modern":
+            ctx = CallContext(ctx.route, ctx.decision_id, ctx.principal, "modern", ctx.transport)
             assert version is not None
             check_modern(request, headers, version)
             if request.kind == "notification":
@@ -259,7 +259,9 @@ class StreamableHttpEndpoint:
             extra = [] if session is None else [(b"mcp-session-id", session.id.encode())]
             return await send_reply(send, reply, ctx, request, extra)
         session = self._session(headers, ctx)
-        ctx = dataclasses.replace(ctx, session_id=session.id)
+        ctx = CallContext(
+            ctx.route, ctx.decision_id, ctx.principal, "handshake", ctx.transport, session.id
+        )
         if request.kind == "request":
             reply = await self.route.request(ctx, request, session, forward)
             return await send_reply(send, reply, ctx, request, [])

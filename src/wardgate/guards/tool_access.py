@@ -16,7 +16,8 @@ class ToolAccessGuard:
     """Allow the tools matching ``allow`` (globs) unless they match ``deny``."""
 
     name = "tool_access"
-    methods: frozenset[str] | None = frozenset({"tools/call", "tools/list"})
+    methods: frozenset[str] | None = frozenset({"tools/call"})
+    response_methods: frozenset[str] | None = frozenset({"tools/list"})
     fail_open = False
 
     def __init__(self, allow: Sequence[str] = ("*",), deny: Sequence[str] = ()) -> None:

@@ -205,6 +205,13 @@ class ChannelSession:
                 if uid is None:
                     return 202  # nothing in flight by that id: ignore, as the spec allows
                 message = {**message, "params": {**params, "requestId": uid}}
+                await self._write(message)
+                # The server should not answer a cancelled request: release it now,
+                # which ends the client's stream instead of holding it to the timeout.
+                pending = self._pending.get(uid)
+                if pending is not None:
+                    pending.queue.put_nowait(None)
+                return 202
         elif message.get("method") == "notifications/initialized" and len(self._handshake) == 1:
             self._handshake.append(message)
         await self._write(message)

@@ -94,7 +94,8 @@ class HttpUpstream:
         self._client = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
-            auto_decompress=True,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
             # Redirects would let an upstream point the gateway anywhere.
             raise_for_status=False,
         )
@@ -212,15 +213,22 @@ class HttpSession:
         return body
 
     async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+        complete = False
         try:
             async for event in iter_sse(resp.content.iter_any(), self._up.max_message_bytes):
                 yield event
+            complete = True
         except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"upstream {self._up.name} stream broke: {exc!r}") from None
         except TimeoutError:
             raise UpstreamTimeout(f"upstream {self._up.name} timed out") from None
         finally:
-            resp.close()
+            # A stream read to its end leaves a reusable keep-alive connection; one
+            # abandoned midway must be closed, or the next caller would read its tail.
+            if complete:
+                resp.release()
+            else:
+                resp.close()
 
     async def post(self, message: JsonObject, headers: Mapping[str, str]) -> int:
         out = self._headers(headers)

@@ -1,0 +1,147 @@
+"""Configuration of identity at the edge: TLS termination and caller authentication."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from wardgate.identity.config import DEFAULT_ALGORITHMS, IssuerConfig
+from wardgate.tls.settings import TlsSettings
+
+__all__ = ["AuthConfig", "IssuerEntry", "RouteAuthConfig", "SpiffeEntry", "TlsConfig"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    """``[server.tls]``: the gateway terminates TLS itself. See docs/tls.md."""
+
+    cert_file: str
+    key_file: str
+    server_names: tuple[str, ...] = Field(min_length=1)
+    min_version: Literal["1.2", "1.3"] = "1.3"
+    ciphersuites: tuple[str, ...] = ("TLS_AES_256_GCM_SHA384",)
+    groups: tuple[str, ...] = ("X25519",)
+    client_ca_file: str | None = None
+    client_cert: Literal["none", "optional", "required"] = "none"
+    reload_interval_seconds: float | None = Field(5.0, ge=0)
+
+    def settings(self) -> TlsSettings:
+        """Raises: ConfigError: the settings are inconsistent."""
+        return TlsSettings(
+            cert_file=Path(self.cert_file),
+            key_file=Path(self.key_file),
+            server_names=self.server_names,
+            min_version=self.min_version,
+            ciphersuites=self.ciphersuites,
+            groups=self.groups,
+            client_ca_file=Path(self.client_ca_file) if self.client_ca_file else None,
+            client_cert=self.client_cert,
+            reload_interval_seconds=self.reload_interval_seconds,
+        )
+
+
+class IssuerEntry(_Strict):
+    """``[[auth.issuers]]``: one trusted OAuth 2.1 / OIDC token issuer."""
+
+    issuer: str
+    #: The resource this gateway is to that issuer (RFC 8707); default ``auth.resource``.
+    audience: str | None = None
+    jwks_uri: str | None = None
+    algorithms: tuple[str, ...] = tuple(sorted(DEFAULT_ALGORITHMS))
+    subject_claim: str = "sub"
+    tenant: str | None = None
+    tenant_claim: str | None = None
+    allowed_tenants: tuple[str, ...] | None = None
+    scope_claim: str = "scope"
+    client_id_claim: str = "client_id"
+    required_typ: str | None = None
+
+    def issuer_config(self, default_audience: str) -> IssuerConfig:
+        """Raises: ConfigError: an algorithm is not allowed."""
+        return IssuerConfig(
+            issuer=self.issuer,
+            audience=self.audience or default_audience,
+            jwks_uri=self.jwks_uri,
+            algorithms=frozenset(self.algorithms),
+            subject_claim=self.subject_claim,
+            tenant=self.tenant,
+            tenant_claim=self.tenant_claim,
+            allowed_tenants=frozenset(self.allowed_tenants) if self.allowed_tenants else None,
+            scope_claim=self.scope_claim,
+            client_id_claim=self.client_id_claim,
+            required_typ=self.required_typ,
+        )
+
+
+class SpiffeEntry(_Strict):
+    """``[auth.spiffe]``: workloads proven by mTLS with a SPIFFE id."""
+
+    #: Trust domain -> PEM file of its CA bundle.
+    trust_bundles: dict[str, str] = Field(min_length=1)
+    #: Trust domain -> tenant of its workloads.
+    tenants: dict[str, str] = Field(default_factory=dict)
+
+
+class AuthConfig(_Strict):
+    """``[auth]``: every request must carry a proven identity."""
+
+    #: This gateway's resource identifier: tokens must name it in ``aud`` (RFC 8707)
+    #: and Protected Resource Metadata (RFC 9728) advertises it.
+    resource: str
+    #: The external base URL clients use (``https://mcp.example.com``): DPoP ``htu`` is
+    #: checked against it and metadata URLs are built from it. Default: from the request.
+    public_url: str | None = None
+    authorization_servers: tuple[str, ...] = ()
+    scopes_supported: tuple[str, ...] = ()
+    issuers: tuple[IssuerEntry, ...] = ()
+    spiffe: SpiffeEntry | None = None
+    dpop: bool = True
+    dpop_max_age_seconds: float = Field(60.0, gt=0, le=600)
+    require_bound_tokens: bool = False
+    max_clock_skew_seconds: float = Field(60.0, ge=0, le=300)
+    #: 421 tells a prober nothing; 401 + WWW-Authenticate serves OAuth discovery.
+    failure_status: Literal[401, 421] = 421
+    #: Every authentication failure is answered no sooner than this (timing parity).
+    failure_floor_ms: float = Field(50.0, ge=0, le=5000)
+    replay_store: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = "wardgate:"
+    #: Allow JWKS / discovery over plain HTTP to loopback (tests and local IdPs only).
+    allow_loopback_jwks: bool = False
+
+    @field_validator("resource", "public_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            raise ValueError("must be an absolute http(s) URL without a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> AuthConfig:
+        if not self.issuers and self.spiffe is None:
+            raise ValueError("auth needs at least one issuer or a spiffe section")
+        return self
+
+
+class RouteAuthConfig(_Strict):
+    """``[routes.NAME.auth]``: what a caller needs on this route."""
+
+    #: Scopes every call on the route needs.
+    required_scopes: tuple[str, ...] = ()
+    #: Tool glob -> scopes a call of a matching tool needs (``insufficient_scope`` else).
+    tool_scopes: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: The token's ``amr`` must hold one of these (e.g. ``["hwk", "fido"]`` for FIDO2).
+    mfa_amr: tuple[str, ...] = ()
+    #: The token's ``acr`` must be one of these.
+    acr_values: tuple[str, ...] = ()
+    #: Overrides ``auth.failure_status`` for this route.
+    failure_status: Literal[401, 421] | None = None

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from wardgate import __version__
 from wardgate.config import load_config
@@ -90,20 +91,7 @@ def _run(config: GatewayConfig, banner: str | None = None) -> int:
 
     configure_logging(config.log.level, config.log.format)
     gateway = Gateway(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            gateway.app,
-            host=config.server.host,
-            port=config.server.port,
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            server_header=False,
-            date_header=False,
-            loop="auto",
-            http="auto",
-        )
-    )
+    server = uvicorn.Server(uvicorn.Config(gateway.app, **uvicorn_options(config)))
 
     async def run() -> None:
         await gateway.start()
@@ -124,6 +112,29 @@ def _run(config: GatewayConfig, banner: str | None = None) -> int:
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(run())
     return 0
+
+
+def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn: quiet, no server header, TLS when configured.
+
+    Raises:
+        ConfigError: a certificate, key or CA file is unusable.
+    """
+    from wardgate.tls import uvicorn_ssl_kwargs
+
+    options: dict[str, Any] = {
+        "host": config.server.host,
+        "port": config.server.port,
+        "lifespan": "off",
+        "access_log": False,
+        "log_level": "warning",
+        "server_header": False,
+        "date_header": False,
+        "loop": "auto",
+    }
+    if config.server.tls is not None:
+        options.update(uvicorn_ssl_kwargs(config.server.tls.settings()))
+    return options
 
 
 def _wrap(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import logging
 import shutil
 from collections.abc import Mapping
 
+from wardgate.config.identity import RouteAuthConfig
 from wardgate.config.model import (
     GatewayConfig,
     HttpUpstreamConfig,
@@ -14,12 +15,14 @@ from wardgate.config.model import (
     UpstreamConfig,
 )
 from wardgate.edge.app import EdgeApp
+from wardgate.edge.auth import EdgeAuth
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import ConfigError
+from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
-from wardgate.pipeline import Pipeline
+from wardgate.pipeline import Pipeline, RequestGuard, ResponseGuard
 from wardgate.route import Member, Route
 from wardgate.sessions import SessionStore
 from wardgate.upstream.base import Upstream
@@ -75,31 +78,54 @@ class Gateway:
         self.upstreams = {
             name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
         }
+        self.auth = (
+            EdgeAuth(
+                config.auth,
+                {
+                    n: r.auth.failure_status
+                    for n, r in config.routes.items()
+                    if r.auth.failure_status
+                },
+            )
+            if config.auth is not None
+            else None
+        )
         self.routes: dict[str, Route] = {}
         for name, rc in config.routes.items():
             members = [Member(rc.prefix_of(u), self.upstreams[u]) for u in rc.upstreams]
-            pipeline = Pipeline([ToolAccessGuard(rc.tools.allow, rc.tools.deny)])
+            guards: list[RequestGuard | ResponseGuard] = []
+            if rc.auth != RouteAuthConfig():
+                if self.auth is None:
+                    raise ConfigError(f"routes.{name}.auth: needs an [auth] section")
+                a = rc.auth
+                guards.append(ScopeGuard(a.required_scopes, a.tool_scopes, a.mfa_amr, a.acr_values))
+            guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
             self.routes[name] = Route(
-                name, members, pipeline, self.sessions, separator=rc.separator
+                name, members, Pipeline(guards), self.sessions, separator=rc.separator
             )
         server = config.server
         self.app = EdgeApp(
             {
-                n: StreamableHttpEndpoint(r, self.sessions, server.max_body_bytes)
+                n: StreamableHttpEndpoint(r, self.sessions, server.max_body_bytes, self.auth)
                 for n, r in self.routes.items()
             },
             {n: LegacySseEndpoint(r, server.max_body_bytes) for n, r in self.routes.items()}
             if server.legacy_sse
             else {},
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
+            self.auth,
         )
 
     async def start(self) -> None:
+        if self.auth is not None:
+            await self.auth.start()
         for upstream in self.upstreams.values():
             await upstream.start()
 
     async def aclose(self) -> None:
         await self.sessions.aclose()
+        if self.auth is not None:
+            await self.auth.aclose()
         for upstream in self.upstreams.values():
             try:
                 await upstream.aclose()

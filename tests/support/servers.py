@@ -41,9 +41,13 @@ def wait_port(
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn in this event loop; yields ``http://127.0.0.1:PORT``."""
+async def serve_app(app: Any, port: int | None = None, **uvicorn_kwargs: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn in this event loop; yields ``http(s)://127.0.0.1:PORT``.
+
+    ``uvicorn_kwargs`` go to ``uvicorn.Config`` (e.g. ``uvicorn_ssl_kwargs(settings)``).
+    """
     port = port or free_port()
+    scheme = "https" if uvicorn_kwargs else "http"
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -52,6 +56,7 @@ async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[str]:
             lifespan="off",
             log_level="warning",
             timeout_graceful_shutdown=2,
+            **uvicorn_kwargs,
         )
     )
     task = asyncio.create_task(server.serve())
@@ -63,20 +68,26 @@ async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[str]:
             raise TimeoutError("uvicorn did not start")
         await asyncio.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
 
 
 @contextlib.asynccontextmanager
-async def run_gateway(config: dict[str, Any] | GatewayConfig) -> AsyncIterator[tuple[str, Gateway]]:
-    """Build, start and serve a gateway; yields its base URL and the gateway."""
+async def run_gateway(
+    config: dict[str, Any] | GatewayConfig, port: int | None = None
+) -> AsyncIterator[tuple[str, Gateway]]:
+    """Build, start and serve a gateway as ``wardgate serve`` would (TLS when configured);
+    yields its base URL and the gateway."""
+    from wardgate.tls import uvicorn_ssl_kwargs
+
     cfg = config if isinstance(config, GatewayConfig) else GatewayConfig.model_validate(config)
+    tls = uvicorn_ssl_kwargs(cfg.server.tls.settings()) if cfg.server.tls is not None else {}
     gateway = Gateway(cfg)
     await gateway.start()
     try:
-        async with serve_app(gateway.app) as url:
+        async with serve_app(gateway.app, port, **tls) as url:
             yield url, gateway
     finally:
         await gateway.aclose()

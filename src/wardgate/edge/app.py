@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 from wardgate.edge.asgi import Receive, Scope, Send, header_map, send_json
+from wardgate.edge.auth import PRM_PATH, EdgeAuth
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
-from wardgate.errors import WardgateError
+from wardgate.errors import AuthenticationFailed
 from wardgate.jsonrpc import error_response
 from wardgate.pipeline import CallContext, new_decision_id
+from wardgate.principal import ANONYMOUS, Principal
 
 __all__ = ["EdgeApp"]
 
@@ -27,7 +30,9 @@ class EdgeApp:
         endpoints: Mapping[str, StreamableHttpEndpoint],
         legacy: Mapping[str, LegacySseEndpoint],
         origins: OriginPolicy,
+        auth: EdgeAuth | None = None,
     ) -> None:
+        self._auth = auth
         self._mcp = dict(endpoints)
         self._legacy = dict(legacy)
         self._origins = origins
@@ -72,27 +77,61 @@ class EdgeApp:
         if not self._origins.origin_ok(headers.get("origin")):
             await self._refuse(send, 403, "Invalid Origin header", decision_id)
             return
+        if self._auth is not None and path.startswith(PRM_PATH) and scope["method"] == "GET":
+            await self._metadata(send, path, decision_id)
+            return
         kind, _, name = path.strip("/").partition("/")
         if "/" in name:
             name = ""
         if kind == "mcp":
             endpoint = self._mcp.get(name) if name else self._only
             if endpoint is not None:
-                ctx = CallContext(route=endpoint.route.name, decision_id=decision_id)
+                principal = await self._authenticate(
+                    scope, send, headers, endpoint.route.name, decision_id
+                )
+                if principal is None:
+                    return
+                ctx = CallContext(endpoint.route.name, decision_id, principal)
                 await endpoint(scope, receive, send, headers, ctx)
                 return
         elif kind in ("sse", "messages") and name in self._legacy:
-            ctx = CallContext(route=name, decision_id=decision_id, transport="sse")
+            principal = await self._authenticate(scope, send, headers, name, decision_id)
+            if principal is None:
+                return
+            ctx = CallContext(name, decision_id, principal, transport="sse")
             await self._legacy[name](scope, receive, send, headers, ctx, kind)
             return
+        if self._auth is not None:
+            # Unknown paths look exactly like failed authentication: nothing to map out.
+            started = time.perf_counter()
+            failure = AuthenticationFailed(f"no route at {path!r}")
+            await self._auth.refuse(send, None, scope, headers, decision_id, started, failure)
+            return
         await self._refuse(send, 404, "Not found", decision_id)
+
+    async def _authenticate(
+        self, scope: Scope, send: Send, headers: dict[str, str], route: str, decision_id: str
+    ) -> Principal | None:
+        if self._auth is None:
+            return ANONYMOUS
+        started = time.perf_counter()
+        try:
+            return await self._auth.authenticate(scope, headers)
+        except AuthenticationFailed as failure:
+            await self._auth.refuse(send, route, scope, headers, decision_id, started, failure)
+            return None
+
+    async def _metadata(self, send: Send, path: str, decision_id: str) -> None:
+        assert self._auth is not None
+        rest = path[len(PRM_PATH) :].strip("/")
+        if rest and not (rest.startswith("mcp/") and rest[4:] in self._mcp):
+            await self._refuse(send, 404, "Not found", decision_id)
+            return
+        headers = [(b"cache-control", b"public, max-age=3600")]
+        await send_json(send, 200, self._auth.metadata(), headers)
 
     async def _refuse(self, send: Send, status: int, message: str, decision_id: str) -> None:
         log.info("refused with %d: %s", status, message, extra={"decision_id": decision_id})
         await send_json(
             send, status, error_response(None, -32600, message, {"decisionId": decision_id})
         )
-
-
-def error_status(exc: WardgateError) -> int:
-    return exc.http_status

@@ -25,6 +25,7 @@ from wardgate.edge.asgi import (
     sse_start,
     watch_disconnect,
 )
+from wardgate.edge.auth import EdgeAuth
 from wardgate.errors import (
     HeaderMismatch,
     InvalidParams,
@@ -159,10 +160,17 @@ async def send_reply(
 class StreamableHttpEndpoint:
     """One route's ``/mcp`` endpoint."""
 
-    def __init__(self, route: Route, sessions: SessionStore, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        route: Route,
+        sessions: SessionStore,
+        max_body_bytes: int,
+        auth: EdgeAuth | None = None,
+    ) -> None:
         self.route = route
         self.sessions = sessions
         self.max_body = max_body_bytes
+        self.auth = auth
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], ctx: CallContext
@@ -200,7 +208,13 @@ class StreamableHttpEndpoint:
                 exc.detail,
                 extra={"decision_id": ctx.decision_id, "route": self.route.name, "code": exc.code},
             )
-            await send_json(send, status, wardgate_error_response(request_id, exc, ctx.decision_id))
+            extra = (
+                self.auth.error_headers(exc, self.route.name, scope, headers)
+                if self.auth is not None
+                else []
+            )
+            error = wardgate_error_response(request_id, exc, ctx.decision_id)
+            await send_json(send, status, error, extra)
         finally:
             access.info(
                 "%s %s",

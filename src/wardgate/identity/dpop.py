@@ -9,6 +9,7 @@ Error tree addition::
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import struct
@@ -140,6 +141,16 @@ class DpopNonces:
         return any(hmac.compare_digest(nonce, self._make(w)) for w in (now, now - 1))
 
 
+@functools.lru_cache(maxsize=4096)
+def _import_public_key(members: tuple[tuple[str, str], ...]) -> tuple[Key, str]:
+    """Import (and validate) a public JWK once: a client signs many proofs with one key.
+
+    Bounded and keyed by the key's own members, so it holds nothing secret.
+    """
+    key = JWKRegistry.import_key(dict(members))
+    return key, key.thumbprint()
+
+
 class DpopVerifier:
     """Checks DPoP proofs; each ``jti`` is accepted once across all replicas."""
 
@@ -184,7 +195,7 @@ class DpopVerifier:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in cfg.algorithms:
             raise _fail(f"alg {alg!r} not allowed")
-        key = self._proof_key(header.get("jwk"), alg)
+        key, jkt = self._proof_key(header.get("jwk"), alg)
         claims = verify_signature(proof, key, [alg], _LABEL)
 
         htm = claims.get("htm")
@@ -206,7 +217,6 @@ class DpopVerifier:
                 raise _fail("ath does not match the access token")
         self._check_nonce(claims)
 
-        jkt = key.thumbprint()
         ttl = cfg.max_age_seconds + 2 * cfg.max_clock_skew
         replay_key = self._prefix + b64url_sha256(f"{jkt}\x00{jti}".encode())
         if not await self._store.add_once(replay_key, ttl):
@@ -214,15 +224,18 @@ class DpopVerifier:
         return jkt
 
     @staticmethod
-    def _proof_key(jwk: Any, alg: str) -> Key:
+    def _proof_key(jwk: Any, alg: str) -> tuple[Key, str]:
+        """The proof's public key and its RFC 7638 thumbprint."""
         if not isinstance(jwk, dict):
             raise _fail("header has no jwk object")
         if _PRIVATE_MEMBERS & jwk.keys():
             raise _fail("jwk contains private key material")
         if jwk.get("kty") != _KTY.get(alg[:2]):
             raise _fail(f"jwk kty {jwk.get('kty')!r} does not fit alg {alg}")
+        if not all(isinstance(v, str) for v in jwk.values()):
+            raise _fail("jwk members must be strings")
         try:
-            return JWKRegistry.import_key(jwk)
+            return _import_public_key(tuple(sorted(jwk.items())))
         except (JoseError, ValueError, TypeError) as exc:
             raise _fail(f"unusable jwk: {exc}") from exc
 

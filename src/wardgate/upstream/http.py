@@ -24,6 +24,8 @@ __all__ = ["HttpSession", "HttpUpstream", "iter_sse"]
 log = logging.getLogger("wardgate.upstream.http")
 
 _ACCEPT = "application/json, text/event-stream"
+#: How long to wait for an upstream to end its SSE stream after the final response.
+_DRAIN_SECONDS = 0.25
 
 
 async def iter_sse(chunks: AsyncIterator[bytes], max_line: int) -> AsyncIterator[Event]:
@@ -214,9 +216,27 @@ class HttpSession:
 
     async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[Event]:
         complete = False
+        stream = iter_sse(resp.content.iter_any(), self._up.max_message_bytes)
         try:
-            async for event in iter_sse(resp.content.iter_any(), self._up.max_message_bytes):
+            async for event in stream:
+                if event.message is None or "method" in event.message:
+                    yield event
+                    continue
+                # The final response: the server ends the stream right after it. Read
+                # that end before handing the response on, so the connection returns to
+                # the pool instead of being closed under a consumer that stops here.
+                tail: list[Event] = []
+                try:
+                    async with asyncio.timeout(_DRAIN_SECONDS):
+                        async for extra in stream:
+                            tail.append(extra)
+                    complete = True
+                except TimeoutError:
+                    pass
                 yield event
+                for extra in tail:
+                    yield extra
+                return
             complete = True
         except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"upstream {self._up.name} stream broke: {exc!r}") from None

@@ -1,0 +1,210 @@
+"""Authentication at the edge: every request proves who it is before anything else.
+
+Every failure, whatever its cause (no token, bad signature, expired, wrong audience,
+replayed proof, unknown certificate), gets the same status, headers and body, no sooner
+than a fixed floor: a prober learns nothing. The reason goes to the log with the
+decision id. Protected Resource Metadata (RFC 9728) is served at both well-known paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from wardgate.config.identity import AuthConfig
+from wardgate.edge.asgi import Scope, Send, send_json
+from wardgate.errors import AuthenticationFailed, ConfigError, WardgateError
+from wardgate.guards.scopes import InsufficientScope, StepUpRequired
+from wardgate.identity import (
+    Authenticator,
+    AuthRequest,
+    DpopConfig,
+    DpopVerifier,
+    FetchPolicy,
+    JwtVerifier,
+    SpiffeVerifier,
+)
+from wardgate.jsonrpc import error_response
+from wardgate.principal import Principal
+from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
+from wardgate.tls import peer_certificate_der
+
+__all__ = ["PRM_PATH", "EdgeAuth"]
+
+log = logging.getLogger("wardgate.auth")
+
+PRM_PATH = "/.well-known/oauth-protected-resource"
+
+
+def _load_bundle(domain: str, path: str) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"auth.spiffe.trust_bundles.{domain}: {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(
+            f"auth.spiffe.trust_bundles.{domain}: {path}: not PEM certificates"
+        ) from None
+    return certs
+
+
+class EdgeAuth:
+    """Turns a request into a :class:`Principal`, or refuses it uniformly."""
+
+    def __init__(self, config: AuthConfig, route_status: Mapping[str, int] | None = None) -> None:
+        self.config = config
+        self._route_status = dict(route_status or {})
+        self._store: StateStore = (
+            RedisStateStore(config.redis_url, key_prefix=config.redis_key_prefix)
+            if config.replay_store == "redis"
+            else MemoryStateStore()
+        )
+        issuers = [entry.issuer_config(config.resource) for entry in config.issuers]
+        self._jwt = (
+            JwtVerifier(
+                issuers,
+                fetch_policy=FetchPolicy(allow_loopback=config.allow_loopback_jwks),
+                max_clock_skew=config.max_clock_skew_seconds,
+            )
+            if issuers
+            else None
+        )
+        dpop = (
+            DpopVerifier(
+                self._store, config=DpopConfig(max_age_seconds=config.dpop_max_age_seconds)
+            )
+            if config.dpop
+            else None
+        )
+        spiffe = None
+        if config.spiffe is not None:
+            bundles = {d: _load_bundle(d, p) for d, p in config.spiffe.trust_bundles.items()}
+            spiffe = SpiffeVerifier(bundles)
+        self.authenticator = Authenticator(
+            jwt=self._jwt,
+            dpop=dpop,
+            spiffe=spiffe,
+            require_bound_tokens=config.require_bound_tokens,
+            spiffe_tenants=config.spiffe.tenants if config.spiffe else None,
+        )
+        self._floor = config.failure_floor_ms / 1000
+
+    async def start(self) -> None:
+        await self._store.start()
+        if self._jwt is not None:
+            await self._jwt.start()
+
+    async def aclose(self) -> None:
+        if self._jwt is not None:
+            await self._jwt.aclose()
+        await self._store.aclose()
+
+    # -- URLs ---------------------------------------------------------------------
+
+    def base_url(self, scope: Scope, headers: Mapping[str, str]) -> str:
+        if self.config.public_url:
+            return self.config.public_url
+        return f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+
+    def metadata_url(self, route: str | None, scope: Scope, headers: Mapping[str, str]) -> str:
+        suffix = f"/mcp/{route}" if route else ""
+        return f"{self.base_url(scope, headers)}{PRM_PATH}{suffix}"
+
+    def metadata(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "resource": self.config.resource,
+            "authorization_servers": list(self.config.authorization_servers)
+            or [i.issuer for i in self.config.issuers],
+            "bearer_methods_supported": ["header"],
+        }
+        if self.config.scopes_supported:
+            doc["scopes_supported"] = list(self.config.scopes_supported)
+        if self.config.dpop:
+            doc["dpop_signing_alg_values_supported"] = sorted(DpopConfig().algorithms)
+        if self.config.spiffe is not None:
+            doc["tls_client_certificate_bound_access_tokens"] = True
+        return doc
+
+    # -- authentication -------------------------------------------------------------
+
+    async def authenticate(self, scope: Scope, headers: Mapping[str, str]) -> Principal:
+        """Raises: AuthenticationFailed: for every reason alike (the detail says which)."""
+        request = AuthRequest(
+            method=scope["method"],
+            url=self.base_url(scope, headers) + scope["path"],
+            authorization=headers.get("authorization"),
+            dpop=headers.get("dpop"),
+            peer_certificate=peer_certificate_der(scope),
+        )
+        try:
+            return await self.authenticator.authenticate(request)
+        except AuthenticationFailed:
+            raise
+        except WardgateError as exc:  # e.g. the replay store is down: fail closed
+            raise AuthenticationFailed(f"authentication unavailable: {exc.detail}") from exc
+
+    def status_for(self, route: str | None) -> int:
+        if route is not None and route in self._route_status:
+            return self._route_status[route]
+        return self.config.failure_status
+
+    def _bearer_challenge(self, route: str | None, scope: Scope, headers: Mapping[str, str]) -> str:
+        parts = [f'resource_metadata="{self.metadata_url(route, scope, headers)}"']
+        if self.config.scopes_supported:
+            parts.append(f'scope="{" ".join(self.config.scopes_supported)}"')
+        return "Bearer " + ", ".join(parts)
+
+    async def refuse(
+        self,
+        send: Send,
+        route: str | None,
+        scope: Scope,
+        headers: Mapping[str, str],
+        decision_id: str,
+        started: float,
+        failure: AuthenticationFailed,
+    ) -> None:
+        """The one answer every authentication failure gets."""
+        log.info(
+            "authentication failed: %s",
+            failure.detail,
+            extra={"decision_id": decision_id, "route": route, "code": failure.code},
+        )
+        status = self.status_for(route)
+        extra: list[tuple[bytes, bytes]] = []
+        if status == 401:
+            extra.append(
+                (b"www-authenticate", self._bearer_challenge(route, scope, headers).encode())
+            )
+            message = "Unauthorized"
+        else:
+            message = "Misdirected Request"
+        body = error_response(None, -32600, message, {"decisionId": decision_id})
+        wait = self._floor - (time.perf_counter() - started)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await send_json(send, status, body, extra)
+
+    def error_headers(
+        self, error: WardgateError, route: str, scope: Scope, headers: Mapping[str, str]
+    ) -> list[tuple[bytes, bytes]]:
+        """``WWW-Authenticate`` for scope and step-up refusals of an authenticated caller."""
+        meta = self.metadata_url(route, scope, headers)
+        if isinstance(error, InsufficientScope):
+            value = (
+                f'Bearer error="insufficient_scope", scope="{" ".join(error.scopes)}", '
+                f'resource_metadata="{meta}"'
+            )
+            return [(b"www-authenticate", value.encode())]
+        if isinstance(error, StepUpRequired):
+            value = f'Bearer error="insufficient_user_authentication", resource_metadata="{meta}"'
+            if error.acr_values:
+                value += f', acr_values="{" ".join(error.acr_values)}"'
+            return [(b"www-authenticate", value.encode())]
+        return []

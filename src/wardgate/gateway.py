@@ -22,6 +22,7 @@ from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import ConfigError
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
+from wardgate.jwe import GatewayJweKey
 from wardgate.pipeline import Pipeline, RequestGuard, ResponseGuard
 from wardgate.route import Member, Route
 from wardgate.sessions import SessionStore
@@ -104,9 +105,17 @@ class Gateway:
                 name, members, Pipeline(guards), self.sessions, separator=rc.separator
             )
         server = config.server
+        self.jwe = GatewayJweKey.load(server.jwe.key_file) if server.jwe is not None else None
         self.app = EdgeApp(
             {
-                n: StreamableHttpEndpoint(r, self.sessions, server.max_body_bytes, self.auth)
+                n: StreamableHttpEndpoint(
+                    r,
+                    self.sessions,
+                    server.max_body_bytes,
+                    self.auth,
+                    self.jwe,
+                    server.jwe.required if server.jwe else False,
+                )
                 for n, r in self.routes.items()
             },
             {n: LegacySseEndpoint(r, server.max_body_bytes) for n, r in self.routes.items()}
@@ -114,6 +123,7 @@ class Gateway:
             else {},
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
             self.auth,
+            self.jwe,
         )
 
     async def start(self) -> None:

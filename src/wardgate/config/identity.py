@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from wardgate.identity.config import DEFAULT_ALGORITHMS, IssuerConfig
 from wardgate.tls.settings import TlsSettings
 
-__all__ = ["AuthConfig", "IssuerEntry", "RouteAuthConfig", "SpiffeEntry", "TlsConfig"]
+__all__ = [
+    "AuthConfig",
+    "IssuerEntry",
+    "JweConfig",
+    "RouteAuthConfig",
+    "SpiffeEntry",
+    "TlsConfig",
+]
 
 
 class _Strict(BaseModel):
@@ -44,6 +51,18 @@ class TlsConfig(_Strict):
             client_cert=self.client_cert,
             reload_interval_seconds=self.reload_interval_seconds,
         )
+
+
+class JweConfig(_Strict):
+    """``[server.jwe]``: JSON-RPC bodies encrypted end to end (ECDH-ES + A256GCM).
+
+    See docs/jwe.md. Off unless this section is present.
+    """
+
+    #: PEM private key (EC P-256 or X25519) of the gateway.
+    key_file: str
+    #: Refuse plain ``application/json`` bodies (415) once clients all encrypt.
+    required: bool = False
 
 
 class IssuerEntry(_Strict):

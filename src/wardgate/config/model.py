@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from wardgate.config.identity import AuthConfig, RouteAuthConfig, TlsConfig
+from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 
 __all__ = [
     "GatewayConfig",
@@ -43,6 +43,8 @@ class ServerConfig(_Strict):
     legacy_sse: bool = True
     #: Terminate TLS here (TLS 1.3, AES-256-GCM, X25519, SNI enforced by default).
     tls: TlsConfig | None = None
+    #: Application-layer encryption of JSON-RPC bodies (off by default).
+    jwe: JweConfig | None = None
     #: Serve without ``[auth]`` on a non-loopback address. Never do this in production.
     allow_anonymous: bool = False
 

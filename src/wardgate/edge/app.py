@@ -13,10 +13,14 @@ from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import AuthenticationFailed
 from wardgate.jsonrpc import error_response
+from wardgate.jwe import GatewayJweKey
 from wardgate.pipeline import CallContext, new_decision_id
 from wardgate.principal import ANONYMOUS, Principal
 
-__all__ = ["EdgeApp"]
+__all__ = ["JWE_KEYS_PATH", "EdgeApp"]
+
+#: Where clients find the gateway's public JWE key (a JWKS).
+JWE_KEYS_PATH = "/.well-known/wardgate-jwe-keys"
 
 log = logging.getLogger("wardgate.edge")
 
@@ -31,8 +35,10 @@ class EdgeApp:
         legacy: Mapping[str, LegacySseEndpoint],
         origins: OriginPolicy,
         auth: EdgeAuth | None = None,
+        jwe: GatewayJweKey | None = None,
     ) -> None:
         self._auth = auth
+        self._jwe = jwe
         self._mcp = dict(endpoints)
         self._legacy = dict(legacy)
         self._origins = origins
@@ -76,6 +82,9 @@ class EdgeApp:
             return
         if not self._origins.origin_ok(headers.get("origin")):
             await self._refuse(send, 403, "Invalid Origin header", decision_id)
+            return
+        if path == JWE_KEYS_PATH and self._jwe is not None and scope["method"] == "GET":
+            await send_json(send, 200, self._jwe.public_jwks())
             return
         if self._auth is not None and path.startswith(PRM_PATH) and scope["method"] == "GET":
             await self._metadata(send, path, decision_id)

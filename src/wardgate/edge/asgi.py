@@ -18,6 +18,7 @@ __all__ = [
     "Send",
     "header_map",
     "read_body",
+    "send_bytes",
     "send_empty",
     "send_json",
     "sse_start",
@@ -77,6 +78,23 @@ async def send_json(send: Send, status: int, body: Any, headers: Headers = ()) -
             "type": "http.response.start",
             "status": status,
             "headers": [_JSON, (b"content-length", str(len(payload)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_bytes(
+    send: Send, status: int, payload: bytes, content_type: bytes, headers: Headers = ()
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": payload})

@@ -8,10 +8,9 @@ upstream's pooled session.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 
@@ -20,6 +19,7 @@ from wardgate.edge.asgi import (
     Scope,
     Send,
     read_body,
+    send_bytes,
     send_empty,
     send_json,
     sse_start,
@@ -37,6 +37,8 @@ from wardgate.errors import (
     WardgateError,
 )
 from wardgate.jsonrpc import Message, parse_message, wardgate_error_response
+from wardgate.jwe import CONTENT_TYPE as JOSE
+from wardgate.jwe import GatewayJweKey, decrypt_request, encrypt_response
 from wardgate.pipeline import CallContext
 from wardgate.protocol import (
     H_LAST_EVENT_ID,
@@ -114,14 +116,30 @@ def _is_final(reply_event_message: object) -> bool:
     return isinstance(reply_event_message, dict) and "method" not in reply_event_message
 
 
+Seal = Callable[[bytes], bytes]
+
+
+async def _send_message(
+    send: Send, status: int, message: object, headers: list[tuple[bytes, bytes]], seal: Seal | None
+) -> None:
+    if seal is None:
+        await send_json(send, status, message, headers)
+    else:
+        await send_bytes(send, status, seal(orjson.dumps(message)), JOSE.encode(), headers)
+
+
 async def send_reply(
     send: Send,
     reply: Reply,
     ctx: CallContext,
     request: Message,
     extra_headers: list[tuple[bytes, bytes]],
+    seal: Seal | None = None,
 ) -> int:
-    """Relay an upstream reply: plain JSON when it is one response, else SSE."""
+    """Relay an upstream reply: plain JSON when it is one response, else SSE.
+
+    With ``seal`` (JWE), every message body is encrypted to the client.
+    """
     events = reply.events
     try:
         if reply.status == 202:
@@ -130,21 +148,19 @@ async def send_reply(
         first = await anext(events, None)
         if first is None:
             error = UpstreamError("upstream sent no response")
-            await send_json(
-                send,
-                502,
-                wardgate_error_response(request.id, error, ctx.decision_id),
-                extra_headers,
-            )
+            body = wardgate_error_response(request.id, error, ctx.decision_id)
+            await _send_message(send, 502, body, extra_headers, seal)
             return 502
         if _is_final(first.message) and first.event_id is None and first.retry_ms is None:
             status = reply.status if reply.status < 500 else 502
-            await send_json(send, status, first.message, extra_headers)
+            await _send_message(send, status, first.message, extra_headers, seal)
             return status
         await sse_start(send, extra_headers)
         event = first
         while True:
             data = None if event.message is None else orjson.dumps(event.message)
+            if data is not None and seal is not None:
+                data = seal(data)
             chunk = encode_event(data, event_id=event.event_id, retry=event.retry_ms)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             nxt = await anext(events, None)
@@ -166,11 +182,15 @@ class StreamableHttpEndpoint:
         sessions: SessionStore,
         max_body_bytes: int,
         auth: EdgeAuth | None = None,
+        jwe: GatewayJweKey | None = None,
+        jwe_required: bool = False,
     ) -> None:
         self.route = route
         self.sessions = sessions
         self.max_body = max_body_bytes
         self.auth = auth
+        self.jwe = jwe
+        self.jwe_required = jwe_required
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], ctx: CallContext
@@ -179,6 +199,7 @@ class StreamableHttpEndpoint:
         method = scope["method"]
         status = 500
         request: Message | None = None
+        seal: Seal | None = None
         try:
             if method == "POST":
                 body = await read_body(receive, self.max_body, headers.get("content-length"))
@@ -186,12 +207,23 @@ class StreamableHttpEndpoint:
                     status = 406
                     raise ProtocolError("Accept must list application/json and text/event-stream")
                 ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-                if ctype != "application/json":
+                if ctype == JOSE and self.jwe is not None:
+                    decrypted = decrypt_request(body, self.jwe, max_bytes=self.max_body)
+                    body, reply_key = decrypted.plaintext, decrypted.reply_key
+
+                    def seal(data: bytes) -> bytes:
+                        return encrypt_response(data, reply_key).encode()
+
+                elif ctype != "application/json" or self.jwe_required:
                     status = 415
-                    raise ProtocolError("Content-Type must be application/json")
+                    raise ProtocolError(
+                        "Content-Type must be application/jose"
+                        if self.jwe_required
+                        else "Content-Type must be application/json"
+                    )
                 request = parse_message(body)
                 async with watch_disconnect(receive):
-                    status = await self._post(send, headers, ctx, request)
+                    status = await self._post(send, headers, ctx, request, seal)
             elif method == "GET":
                 async with watch_disconnect(receive):
                     status = await self._get(send, headers, ctx)
@@ -214,7 +246,7 @@ class StreamableHttpEndpoint:
                 else []
             )
             error = wardgate_error_response(request_id, exc, ctx.decision_id)
-            await send_json(send, status, error, extra)
+            await _send_message(send, status, error, extra, seal)
         finally:
             access.info(
                 "%s %s",
@@ -246,7 +278,12 @@ class StreamableHttpEndpoint:
         return session
 
     async def _post(
-        self, send: Send, headers: Mapping[str, str], ctx: CallContext, request: Message
+        self,
+        send: Send,
+        headers: Mapping[str, str],
+        ctx: CallContext,
+        request: Message,
+        seal: Seal | None,
     ) -> int:
         version = headers.get(H_PROTOCOL_VERSION)
         era = era_of(version)
@@ -267,18 +304,18 @@ class StreamableHttpEndpoint:
             if request.method in ("initialize",):
                 raise MethodNotFound("initialize is not part of this protocol version")
             reply = await self.route.request(ctx, request, None, forward)
-            return await send_reply(send, reply, ctx, request, [])
+            return await send_reply(send, reply, ctx, request, [], seal)
         if request.kind == "request" and request.method == "initialize":
             session, reply = await self.route.initialize(ctx, request, forward)
             extra = [] if session is None else [(b"mcp-session-id", session.id.encode())]
-            return await send_reply(send, reply, ctx, request, extra)
+            return await send_reply(send, reply, ctx, request, extra, seal)
         session = self._session(headers, ctx)
         ctx = CallContext(
             ctx.route, ctx.decision_id, ctx.principal, "handshake", ctx.transport, session.id
         )
         if request.kind == "request":
             reply = await self.route.request(ctx, request, session, forward)
-            return await send_reply(send, reply, ctx, request, [])
+            return await send_reply(send, reply, ctx, request, [], seal)
         status = await self.route.post(ctx, request, session, forward)
         if status == 404:
             await self.route.end_session(session)
@@ -294,7 +331,9 @@ class StreamableHttpEndpoint:
             await send_empty(send, 406)
             return 406
         session = self._session(headers, ctx)
-        ctx = dataclasses.replace(ctx, session_id=session.id)
+        ctx = CallContext(
+            ctx.route, ctx.decision_id, ctx.principal, "handshake", ctx.transport, session.id
+        )
         reply = await self.route.listen(ctx, session, forwarded_headers(headers))
         if reply is None:
             await send_empty(send, 405, [(b"allow", b"POST, DELETE")])

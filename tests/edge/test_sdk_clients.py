@@ -12,7 +12,7 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 
 from conftest import stdio_demo_upstream
-from support.servers import run_gateway
+from support.servers import free_port, run_gateway, spawn_http_server
 
 MODES = ["legacy", "auto"]
 
@@ -78,3 +78,20 @@ async def test_wrap_mode_over_stdio(mode: str) -> None:
     )
     async with Client(params, mode=mode) as client:  # type: ignore[arg-type]
         await _exercise(client)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_legacy_sse_upstream(mode: str) -> None:
+    """A 2024-11-05 HTTP+SSE server behind the gateway serves modern clients."""
+    port = free_port()
+    argv = [sys.executable, "-m", "wardgate.demo.server", "--sse", str(port)]
+    with spawn_http_server(argv, port):
+        config = {
+            "upstreams": {"old": {"transport": "sse", "url": f"http://127.0.0.1:{port}/sse"}},
+            "routes": {"demo": {"upstreams": ["old"], "tools": {"deny": ["delete_*"]}}},
+        }
+        async with (
+            run_gateway(config) as (url, _),
+            Client(f"{url}/mcp/demo", mode=mode) as client,  # type: ignore[arg-type]
+        ):
+            await _exercise(client)

@@ -1,6 +1,7 @@
 """A small MCP server for trying Wardgate: tools, a resource and a prompt.
 
-Run: ``python -m wardgate.demo.server`` (stdio) or ``--http PORT`` (Streamable HTTP).
+Run: ``python -m wardgate.demo.server`` (stdio), ``--http PORT`` (Streamable HTTP) or
+``--sse PORT`` (legacy HTTP+SSE, 2024-11-05).
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def greet(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="wardgate-demo-server")
     parser.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on PORT")
+    parser.add_argument("--sse", type=int, metavar="PORT", help="serve legacy HTTP+SSE on PORT")
     args = parser.parse_args()
     if args.http is not None:
         server.run("streamable-http", host="127.0.0.1", port=args.http)
+    elif args.sse is not None:
+        server.run("sse", host="127.0.0.1", port=args.sse)
     else:
         server.run("stdio")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -132,34 +132,8 @@ class Pipeline:
             WardgateError: a guard denied the message, or failed (closed).
         """
         for guard in self._request:
-            if not _applies(guard.methods, message.method):
-                continue
-            try:
-                message = await guard.check_request(ctx, message)
-            except WardgateError as exc:
-                log.info(
-                    "denied by %s: %s",
-                    guard.name,
-                    exc.detail,
-                    extra={"decision_id": ctx.decision_id, "guard": guard.name, "code": exc.code},
-                )
-                raise
-            except Exception as exc:
-                if guard.fail_open:
-                    log.warning(
-                        "guard %s failed open: %r",
-                        guard.name,
-                        exc,
-                        extra={"decision_id": ctx.decision_id, "guard": guard.name},
-                    )
-                    continue
-                log.error(
-                    "guard %s failed, denying: %r",
-                    guard.name,
-                    exc,
-                    extra={"decision_id": ctx.decision_id, "guard": guard.name},
-                )
-                raise Denied(f"guard {guard.name} failed: {exc!r}") from exc
+            if _applies(guard.methods, message.method):
+                message = await _run(ctx, guard, guard.check_request(ctx, message), message)
         return message
 
     async def check_response(
@@ -172,32 +146,28 @@ class Pipeline:
         """
         method = request.method if request is not None else message.method
         for guard in self._response:
-            if not _applies(_response_methods(guard), method):
-                continue
-            try:
-                message = await guard.check_response(ctx, request, message)
-            except WardgateError as exc:
-                log.info(
-                    "response denied by %s: %s",
-                    guard.name,
-                    exc.detail,
-                    extra={"decision_id": ctx.decision_id, "guard": guard.name, "code": exc.code},
-                )
-                raise
-            except Exception as exc:
-                if guard.fail_open:
-                    log.warning(
-                        "guard %s failed open: %r",
-                        guard.name,
-                        exc,
-                        extra={"decision_id": ctx.decision_id, "guard": guard.name},
-                    )
-                    continue
-                log.error(
-                    "guard %s failed, denying: %r",
-                    guard.name,
-                    exc,
-                    extra={"decision_id": ctx.decision_id, "guard": guard.name},
-                )
-                raise Denied(f"guard {guard.name} failed: {exc!r}") from exc
+            if _applies(_response_methods(guard), method):
+                step = guard.check_response(ctx, request, message)
+                message = await _run(ctx, guard, step, message)
         return message
+
+
+async def _run(
+    ctx: CallContext,
+    guard: RequestGuard | ResponseGuard,
+    step: Awaitable[Message],
+    current: Message,
+) -> Message:
+    """One guard step: denials pass through, any other failure denies unless fail-open."""
+    extra = {"decision_id": ctx.decision_id, "guard": guard.name}
+    try:
+        return await step
+    except WardgateError as exc:
+        log.info("denied by %s: %s", guard.name, exc.detail, extra={**extra, "code": exc.code})
+        raise
+    except Exception as exc:
+        if guard.fail_open:
+            log.warning("guard %s failed open: %r", guard.name, exc, extra=extra)
+            return current
+        log.error("guard %s failed, denying: %r", guard.name, exc, extra=extra)
+        raise Denied(f"guard {guard.name} failed: {exc!r}") from exc

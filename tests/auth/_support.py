@@ -23,9 +23,8 @@ import orjson
 import trustme
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from identity._certs import build_leaf
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, RSAKey
 
@@ -63,48 +62,14 @@ def issue_client_cert(
     expired: bool = False,
 ) -> ClientCert:
     """A client certificate (clientAuth) with URI / DNS SANs, written as PEM files."""
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
-    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     if expired:
         not_before, not_after = now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)
     else:
         not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
-    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
-    sans += [x509.DNSName(d) for d in dns]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    key, cert = build_leaf(
+        ca, *uris, dns=dns, not_before=not_before, not_after=not_after, common_name=name
     )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     pem = cert.public_bytes(serialization.Encoding.PEM)
     cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
     cert_file.write_bytes(pem)

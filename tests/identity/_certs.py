@@ -19,23 +19,29 @@ def ca_certificate(ca: trustme.CA) -> x509.Certificate:
     return x509.load_pem_x509_certificate(ca.cert_pem.bytes())
 
 
-def issue(
+def build_leaf(
     ca: trustme.CA,
     *uris: str,
     dns: tuple[str, ...] = (),
     not_before: datetime.datetime = NOW - datetime.timedelta(days=1),
     not_after: datetime.datetime = NOW + datetime.timedelta(days=1),
     client_auth: bool = True,
-) -> bytes:
-    """A leaf certificate (DER) signed by ``ca`` with the given URI / DNS SANs."""
+    common_name: str | None = None,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A leaf key and certificate signed by ``ca`` with the given URI / DNS SANs."""
     ca_cert = ca_certificate(ca)
     ca_key = load_pem_private_key(ca.private_key_pem.bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
     names += [x509.DNSName(d) for d in dns]
+    subject = (
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name)
+        if common_name
+        else x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wardgate-test")
+    )
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wardgate-test")]))
+        .subject_name(x509.Name([subject]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -65,5 +71,19 @@ def issue(
     builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    return key, builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+def issue(
+    ca: trustme.CA,
+    *uris: str,
+    dns: tuple[str, ...] = (),
+    not_before: datetime.datetime = NOW - datetime.timedelta(days=1),
+    not_after: datetime.datetime = NOW + datetime.timedelta(days=1),
+    client_auth: bool = True,
+) -> bytes:
+    """A leaf certificate (DER) signed by ``ca`` with the given URI / DNS SANs."""
+    _, cert = build_leaf(
+        ca, *uris, dns=dns, not_before=not_before, not_after=not_after, client_auth=client_auth
+    )
     return cert.public_bytes(Encoding.DER)

@@ -48,6 +48,21 @@ log = logging.getLogger("wardgate.route")
 _RENAMED = {"tools/call": "tools", "prompts/get": "prompts"}
 _BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
 _LEARN_PAGES = 50
+#: Methods 2026-07-28 removed; a federated route answers them 404/-32601 in that era.
+_REMOVED_2026 = frozenset(
+    {"ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+)
+
+
+def _without_subscriptions(capabilities: JsonObject) -> JsonObject:
+    """A federated route does not serve ``subscriptions/listen`` (2026) yet: it must not
+    advertise the change notifications that would need it."""
+    out: JsonObject = {}
+    for key, value in capabilities.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +358,9 @@ class Route:
         headers: Mapping[str, str],
     ) -> Reply:
         method = message.method or ""
+        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
+        if modern and method in _REMOVED_2026:
+            raise MethodNotFound(f"{method} does not exist in this protocol version")
         if method in LIST_KEYS:
             result = await self._list(message, session, headers)
             response = {"jsonrpc": "2.0", "id": message.id, "result": result}
@@ -590,10 +608,14 @@ class Route:
                 if isinstance(versions, list):
                     mine = {v for v in versions if isinstance(v, str)}
                     supported = mine if supported is None else supported & mine
+            ttls = [r["ttlMs"] for r in good if isinstance(r.get("ttlMs"), int)]
+            scopes = {str(r.get("cacheScope", "private")) for r in good}
             result = {
                 "resultType": "complete",
                 "supportedVersions": sorted(supported or ()),
-                "capabilities": merge_capabilities(good),
+                "capabilities": _without_subscriptions(merge_capabilities(good)),
+                "ttlMs": min(ttls, default=0),
+                "cacheScope": "public" if scopes == {"public"} else "private",
                 "_meta": {
                     "io.modelcontextprotocol/serverInfo": {
                         "name": f"wardgate/{self.name}",

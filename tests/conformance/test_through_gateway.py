@@ -56,7 +56,13 @@ async def test_suite_passes_through_transparent_route(
     assert result.passed >= 70
 
 
-async def test_active_suite_passes_through_federated_route(conformance_upstream: str) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [pytest.param({}, id="active-suite"), pytest.param({"suite": "all"}, id="all-scenarios")],
+)
+async def test_suite_passes_through_federated_route(
+    conformance_upstream: str, options: dict[str, str]
+) -> None:
     """The conformance upstream unprefixed beside the demo server (prefixed ``demo__``)."""
     config = {
         "upstreams": {
@@ -67,6 +73,6 @@ async def test_active_suite_passes_through_federated_route(conformance_upstream:
     }
     async with run_gateway(config) as (url, _):
         result = await asyncio.to_thread(
-            run_suite, f"{url}/mcp/fed", baseline=DEFAULT_BASELINE, timeout=300
+            run_suite, f"{url}/mcp/fed", baseline=DEFAULT_BASELINE, timeout=300, **options
         )
     assert result.ok, result.summary() + "\n" + result.output[-4000:]

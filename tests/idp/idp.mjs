@@ -8,6 +8,9 @@
 //   agent-mtls  / agent-secret   certificate-bound tokens (RFC 8705, cnf.x5t#S256); the
 //                                client certificate arrives PEM-encoded and URL-escaped
 //                                in the x-client-cert header, as from a TLS-terminating proxy.
+// Tokens for the resource https://opaque-mcp.example.com/mcp are opaque, not JWTs; a
+// resource server learns about them at /token/introspection (RFC 7662) as
+//   gateway     / gateway-secret  (client_secret_basic; may only introspect).
 // Prints "READY <issuer>" on stdout once it listens. Test use only: signing keys are
 // generated per run and never leave the process except as the public JWKS.
 import { generateKeyPairSync } from 'node:crypto';
@@ -30,6 +33,7 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
 const resources = process.argv.length > 3 ? process.argv.slice(3) : ['https://mcp.example.com/mcp'];
 const issuer = `http://127.0.0.1:${port}`;
 const SCOPES = 'tools:read tools:call';
+const OPAQUE_RESOURCE = 'https://opaque-mcp.example.com/mcp';
 
 function signingKey(kid) {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -54,6 +58,7 @@ const provider = new Provider(issuer, {
     client('agent', {}),
     client('agent-dpop', { dpop_bound_access_tokens: true }),
     client('agent-mtls', { tls_client_certificate_bound_access_tokens: true }),
+    client('gateway', { client_secret: 'gateway-secret', grant_types: [], scope: undefined }),
   ],
   jwks: { keys: [signingKey('idp-es256-1')] },
   scopes: SCOPES.split(' '),
@@ -62,6 +67,11 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     dPoP: { enabled: true },
+    introspection: {
+      enabled: true,
+      // Only the resource server learns about tokens, not the agents that hold them.
+      allowedPolicy: async (_ctx, caller) => caller.clientId === 'gateway',
+    },
     mTLS: {
       enabled: true,
       certificateBoundAccessTokens: true,
@@ -75,6 +85,14 @@ const provider = new Provider(issuer, {
       defaultResource: () => resources[0],
       useGrantedResource: () => true,
       getResourceServerInfo(_ctx, resourceIndicator) {
+        if (resourceIndicator === OPAQUE_RESOURCE) {
+          return {
+            scope: SCOPES,
+            audience: resourceIndicator,
+            accessTokenTTL: 300,
+            accessTokenFormat: 'opaque',
+          };
+        }
         if (!resources.includes(resourceIndicator)) {
           throw new errors.InvalidTarget();
         }

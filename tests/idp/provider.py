@@ -31,7 +31,11 @@ HERE = Path(__file__).resolve().parent
 NODE_MODULES = Path(os.environ.get("WARDGATE_NODE_MODULES", HERE.parent / "node" / "node_modules"))
 RESOURCE = "https://mcp.example.com/mcp"
 OTHER_RESOURCE = "https://other-mcp.example.com/mcp"
+#: Tokens for this resource are opaque; the ``gateway`` client may introspect them.
+OPAQUE_RESOURCE = "https://opaque-mcp.example.com/mcp"
 CLIENT_SECRET = "agent-secret"
+GATEWAY_CLIENT = "gateway"
+GATEWAY_SECRET = "gateway-secret"
 START_TIMEOUT = 20.0
 
 
@@ -59,6 +63,10 @@ class RunningIdp:
     @property
     def token_endpoint(self) -> str:
         return f"{self.issuer}/token"
+
+    @property
+    def introspection_endpoint(self) -> str:
+        return f"{self.issuer}/token/introspection"
 
     async def token(
         self,

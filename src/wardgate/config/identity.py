@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wardgate.errors import ConfigError
 from wardgate.identity.config import DEFAULT_ALGORITHMS, IssuerConfig
+from wardgate.identity.introspection import IntrospectionConfig, Secret
 from wardgate.tls.settings import TlsSettings
 
 __all__ = [
     "AuthConfig",
+    "IntrospectionEntry",
     "IssuerEntry",
     "JweConfig",
     "RouteAuthConfig",
@@ -98,6 +103,93 @@ class IssuerEntry(_Strict):
         )
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class IntrospectionEntry(_Strict):
+    """``[auth.introspection]``: opaque access tokens checked by RFC 7662 introspection.
+
+    The client secret is never written here: ``client_secret_env`` names the
+    environment variable that holds it.
+    """
+
+    endpoint: str
+    client_id: str = Field(min_length=1)
+    client_secret_env: str
+    #: The authorization server; an answer's ``iss``, when present, must equal it.
+    issuer: str = Field(min_length=1)
+    #: The resource this gateway is (RFC 8707); default ``auth.resource``.
+    audience: str | None = None
+    #: Refuse answers without ``aud``; turn off only for a server that never sends it.
+    require_audience: bool = True
+    #: Refuse answers without ``exp``.
+    require_exp: bool = True
+    subject_claim: str = "sub"
+    tenant: str | None = None
+    tenant_claim: str | None = None
+    allowed_tenants: tuple[str, ...] | None = None
+    scope_claim: str = "scope"
+    client_id_claim: str = "client_id"
+    #: A positive answer is reused at most this long (and never past ``exp``).
+    cache_max_seconds: float = Field(60.0, ge=0, le=3600)
+    cache_size: int = Field(10_000, ge=0)
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client_secret" in data:
+            raise ValueError(
+                "never put the client secret in the config file: name the environment "
+                "variable that holds it in client_secret_env"
+            )
+        return data
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            raise ValueError("must be an absolute http(s) URL without a fragment")
+        return value
+
+    @field_validator("client_secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError("must be an environment variable name")
+        return value
+
+    def introspection_config(
+        self, default_audience: str, environ: Mapping[str, str]
+    ) -> IntrospectionConfig:
+        """Raises: ConfigError: the secret's environment variable is unset or empty."""
+        secret = environ.get(self.client_secret_env)
+        if not secret:
+            raise ConfigError(
+                f"auth.introspection.client_secret_env: environment variable "
+                f"{self.client_secret_env} is not set"
+            )
+        return IntrospectionConfig(
+            endpoint=self.endpoint,
+            client_id=self.client_id,
+            client_secret=Secret(secret),
+            issuer=self.issuer,
+            audience=self.audience or default_audience,
+            require_audience=self.require_audience,
+            require_exp=self.require_exp,
+            subject_claim=self.subject_claim,
+            tenant=self.tenant,
+            tenant_claim=self.tenant_claim,
+            allowed_tenants=frozenset(self.allowed_tenants) if self.allowed_tenants else None,
+            scope_claim=self.scope_claim,
+            client_id_claim=self.client_id_claim,
+            cache_max_seconds=self.cache_max_seconds,
+            cache_size=self.cache_size,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+
 class SpiffeEntry(_Strict):
     """``[auth.spiffe]``: workloads proven by mTLS with a SPIFFE id."""
 
@@ -119,6 +211,8 @@ class AuthConfig(_Strict):
     authorization_servers: tuple[str, ...] = ()
     scopes_supported: tuple[str, ...] = ()
     issuers: tuple[IssuerEntry, ...] = ()
+    #: Opaque (non-JWT) access tokens, checked at the authorization server.
+    introspection: IntrospectionEntry | None = None
     spiffe: SpiffeEntry | None = None
     dpop: bool = True
     dpop_max_age_seconds: float = Field(60.0, gt=0, le=600)
@@ -131,7 +225,8 @@ class AuthConfig(_Strict):
     replay_store: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "wardgate:"
-    #: Allow JWKS / discovery over plain HTTP to loopback (tests and local IdPs only).
+    #: Allow JWKS / discovery / introspection over plain HTTP to loopback (tests and
+    #: local IdPs only).
     allow_loopback_jwks: bool = False
 
     @field_validator("resource", "public_url")
@@ -146,8 +241,8 @@ class AuthConfig(_Strict):
 
     @model_validator(mode="after")
     def _something_to_check(self) -> AuthConfig:
-        if not self.issuers and self.spiffe is None:
-            raise ValueError("auth needs at least one issuer or a spiffe section")
+        if not self.issuers and self.spiffe is None and self.introspection is None:
+            raise ValueError("auth needs at least one issuer, an introspection or a spiffe section")
         return self
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ from wardgate.identity import (
     DpopConfig,
     DpopVerifier,
     FetchPolicy,
+    IntrospectionVerifier,
     JwtVerifier,
     SpiffeVerifier,
 )
@@ -57,7 +59,20 @@ def _load_bundle(domain: str, path: str) -> list[x509.Certificate]:
 class EdgeAuth:
     """Turns a request into a :class:`Principal`, or refuses it uniformly."""
 
-    def __init__(self, config: AuthConfig, route_status: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        config: AuthConfig,
+        route_status: Mapping[str, int] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """Build every verifier from ``config``; no I/O until :meth:`start`.
+
+        ``environ`` (default ``os.environ``) holds the secrets the config names.
+
+        Raises:
+            ConfigError: an inconsistent config or a named secret that is not set.
+        """
         self.config = config
         self._route_status = dict(route_status or {})
         self._store: StateStore = (
@@ -73,6 +88,17 @@ class EdgeAuth:
                 max_clock_skew=config.max_clock_skew_seconds,
             )
             if issuers
+            else None
+        )
+        self._introspection = (
+            IntrospectionVerifier(
+                config.introspection.introspection_config(
+                    config.resource, os.environ if environ is None else environ
+                ),
+                allow_loopback=config.allow_loopback_jwks,
+                max_clock_skew=config.max_clock_skew_seconds,
+            )
+            if config.introspection is not None
             else None
         )
         dpop = (
@@ -92,6 +118,7 @@ class EdgeAuth:
             spiffe=spiffe,
             require_bound_tokens=config.require_bound_tokens,
             spiffe_tenants=config.spiffe.tenants if config.spiffe else None,
+            introspection=self._introspection,
         )
         self._floor = config.failure_floor_ms / 1000
 
@@ -99,8 +126,12 @@ class EdgeAuth:
         await self._store.start()
         if self._jwt is not None:
             await self._jwt.start()
+        if self._introspection is not None:
+            await self._introspection.start()
 
     async def aclose(self) -> None:
+        if self._introspection is not None:
+            await self._introspection.aclose()
         if self._jwt is not None:
             await self._jwt.aclose()
         await self._store.aclose()
@@ -117,10 +148,13 @@ class EdgeAuth:
         return f"{self.base_url(scope, headers)}{PRM_PATH}{suffix}"
 
     def metadata(self) -> dict[str, Any]:
+        servers = [i.issuer for i in self.config.issuers]
+        if self.config.introspection is not None:
+            servers.append(self.config.introspection.issuer)
         doc: dict[str, Any] = {
             "resource": self.config.resource,
             "authorization_servers": list(self.config.authorization_servers)
-            or [i.issuer for i in self.config.issuers],
+            or list(dict.fromkeys(servers)),
             "bearer_methods_supported": ["header"],
         }
         if self.config.scopes_supported:

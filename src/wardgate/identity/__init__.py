@@ -1,4 +1,4 @@
-"""Identity at the edge: who is calling, proven by JWT, DPoP, mTLS or SPIFFE.
+"""Identity at the edge: who is calling, proven by JWT, introspection, DPoP, mTLS or SPIFFE.
 
 The edge builds an :class:`AuthRequest` and calls :meth:`Authenticator.authenticate`;
 it gets a :class:`~wardgate.principal.Principal` or :class:`AuthenticationFailed`.
@@ -15,6 +15,12 @@ from wardgate.identity.dpop import (
     DpopNonces,
     DpopVerifier,
     normalize_htu,
+)
+from wardgate.identity.introspection import (
+    IntrospectedToken,
+    IntrospectionConfig,
+    IntrospectionVerifier,
+    Secret,
 )
 from wardgate.identity.jwks import JwksCache
 from wardgate.identity.jwt import JwtVerifier, VerifiedToken
@@ -37,10 +43,14 @@ __all__ = [
     "DpopNonces",
     "DpopVerifier",
     "FetchPolicy",
+    "IntrospectedToken",
+    "IntrospectionConfig",
+    "IntrospectionVerifier",
     "IssuerConfig",
     "JwksCache",
     "JwtVerifier",
     "PeerCertificate",
+    "Secret",
     "SpiffeId",
     "SpiffeVerifier",
     "VerifiedToken",

@@ -1,4 +1,4 @@
-"""An SSRF-aware GET for issuer metadata and JWKS.
+"""An SSRF-aware GET (issuer metadata, JWKS) and form POST (token introspection).
 
 The decision rests on the address actually connected to: the resolver drops every
 address the policy refuses, and the socket factory, which sees the exact address of
@@ -13,6 +13,7 @@ import ipaddress
 import json
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -162,17 +163,44 @@ class SafeFetcher:
             FetchRefused: refused by policy, network or HTTP failure, too large,
                 too slow, or not a JSON object.
         """
+        return await self._json("GET", url, headers={"Accept": "application/json"})
+
+    async def post_form_json(
+        self, url: str, form: Mapping[str, str], *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """POST ``form`` as ``application/x-www-form-urlencoded`` and parse a JSON object.
+
+        Same policy as :meth:`get_json`. ``headers`` (e.g. client authentication) are
+        sent as given and never appear in an error message.
+
+        Raises:
+            FetchRefused: refused by policy, network or HTTP failure, too large,
+                too slow, or not a JSON object.
+        """
+        sent = {"Accept": "application/json", **(headers or {})}
+        return await self._json("POST", url, headers=sent, data=dict(form))
+
+    async def _json(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         self.check_url(url)
         if self._session is None:
             await self.start()
         assert self._session is not None
         timeout = aiohttp.ClientTimeout(total=self._policy.timeout_seconds)
         try:
-            async with self._session.get(
+            async with self._session.request(
+                method,
                 url,
                 allow_redirects=False,
                 timeout=timeout,
-                headers={"Accept": "application/json"},
+                headers=dict(headers),
+                data=data,
             ) as resp:
                 if resp.status != 200:
                     raise FetchRefused(f"HTTP {resp.status} from {url}")

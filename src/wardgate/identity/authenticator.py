@@ -5,9 +5,14 @@ Accepted credentials, in order:
 * ``Authorization: DPoP <jwt>`` plus a ``DPoP`` proof  -> method ``dpop``
 * ``Authorization: Bearer <jwt>``; with ``cnf.x5t#S256`` the TLS client
   certificate must match (RFC 8705)                   -> method ``mtls`` (else ``jwt``)
+* ``Authorization: Bearer|DPoP <opaque>`` when introspection is configured: the
+  authorization server's answer (RFC 7662) stands in for the JWT's claims and the
+  bindings are checked the same way               -> ``dpop``, ``mtls`` or ``introspection``
 * no ``Authorization`` but a SPIFFE X.509-SVID        -> method ``spiffe``
 
-A DPoP-bound token presented as a plain bearer token is refused (RFC 9449 §7.1).
+A token shaped as a JWS (three base64url segments) only ever goes to the JWT verifier,
+any other token only to introspection. A DPoP-bound token presented as a plain bearer
+token is refused (RFC 9449 §7.1).
 Every failure is :class:`AuthenticationFailed`; its ``detail`` is for the log only.
 """
 
@@ -23,6 +28,7 @@ from typing import Protocol
 
 from wardgate.errors import AuthenticationFailed, ConfigError
 from wardgate.identity.dpop import DpopVerifier
+from wardgate.identity.introspection import IntrospectedToken, IntrospectionVerifier
 from wardgate.identity.jwt import JwtVerifier, VerifiedToken
 from wardgate.identity.mtls import SpiffeVerifier, certificate_thumbprint
 from wardgate.principal import AuthMethod, Principal
@@ -32,6 +38,7 @@ __all__ = ["AuthRequest", "Authenticator", "AuthenticatorLike"]
 log = logging.getLogger(__name__)
 
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_JWS_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,7 @@ class AuthenticatorLike(Protocol):
 
 
 class Authenticator:
-    """Combines the JWT, DPoP and SPIFFE checks into one decision."""
+    """Combines the JWT, introspection, DPoP and SPIFFE checks into one decision."""
 
     def __init__(
         self,
@@ -77,6 +84,7 @@ class Authenticator:
         spiffe: SpiffeVerifier | None = None,
         require_bound_tokens: bool = False,
         spiffe_tenants: Mapping[str, str] | None = None,
+        introspection: IntrospectionVerifier | None = None,
     ) -> None:
         """Wire the verifiers; the caller owns their lifecycle.
 
@@ -87,11 +95,14 @@ class Authenticator:
             ConfigError: no verifier at all, or bound tokens required without any
                 way to check a binding.
         """
-        if jwt is None and spiffe is None:
-            raise ConfigError("identity: configure issuers and/or SPIFFE trust bundles")
-        if require_bound_tokens and jwt is not None and dpop is None:
+        if jwt is None and spiffe is None and introspection is None:
+            raise ConfigError(
+                "identity: configure issuers, introspection and/or SPIFFE trust bundles"
+            )
+        if require_bound_tokens and (jwt or introspection) is not None and dpop is None:
             log.info("bound tokens required without DPoP: only certificate-bound tokens pass")
         self._jwt = jwt
+        self._introspection = introspection
         self._dpop = dpop
         self._spiffe = spiffe
         self._require_bound = require_bound_tokens
@@ -127,12 +138,30 @@ class Authenticator:
             raise AuthenticationFailed(f"unsupported authorization scheme {scheme[:20]!r}")
         if not _TOKEN68.fullmatch(token):
             raise AuthenticationFailed("malformed access token")
-        if self._jwt is None:
+        verified: VerifiedToken | IntrospectedToken
+        method: AuthMethod
+        if self._introspection is not None and not _JWS_SHAPE.fullmatch(token):
+            verified = await self._introspection.verify(token)
+            method = "introspection"
+        elif self._jwt is not None:
+            verified = await self._jwt.verify(token)
+            method = "jwt"
+        else:
             raise AuthenticationFailed("access tokens are not accepted here")
-        verified = await self._jwt.verify(token)
-        method: AuthMethod = "jwt"
+        method = await self._check_binding(request, token, scheme, verified.cnf, method)
+        return self._principal(verified, method)
 
-        jkt = verified.cnf.get("jkt")
+    async def _check_binding(
+        self,
+        request: AuthRequest,
+        token: str,
+        scheme: str,
+        cnf: Mapping[str, str],
+        unbound: AuthMethod,
+    ) -> AuthMethod:
+        """The one place DPoP and certificate bindings are enforced, for every token kind."""
+        method = unbound
+        jkt = cnf.get("jkt")
         if scheme == "dpop":
             if jkt is None:
                 raise AuthenticationFailed("dpop: token is not DPoP-bound (no cnf.jkt)")
@@ -141,17 +170,17 @@ class Authenticator:
         elif jkt is not None:
             raise AuthenticationFailed("dpop: DPoP-bound token presented as a bearer token")
 
-        x5t = verified.cnf.get("x5t#S256")
+        x5t = cnf.get("x5t#S256")
         if x5t is not None:
             if request.peer_certificate is None:
                 raise AuthenticationFailed("mtls: certificate-bound token without a client cert")
             if not hmac.compare_digest(certificate_thumbprint(request.peer_certificate), x5t):
                 raise AuthenticationFailed("mtls: client certificate does not match cnf.x5t#S256")
-            if method == "jwt":
+            if method == unbound:
                 method = "mtls"
-        if method == "jwt" and self._require_bound:
-            raise AuthenticationFailed("jwt: unbound bearer tokens are not accepted")
-        return self._principal(verified, method)
+        if method == unbound and self._require_bound:
+            raise AuthenticationFailed(f"{unbound}: unbound bearer tokens are not accepted")
+        return method
 
     async def _check_dpop(self, request: AuthRequest, token: str, jkt: str) -> None:
         if self._dpop is None:
@@ -168,13 +197,14 @@ class Authenticator:
             raise AuthenticationFailed("dpop: proof key does not match cnf.jkt")
 
     @staticmethod
-    def _principal(verified: VerifiedToken, method: AuthMethod) -> Principal:
+    def _principal(verified: VerifiedToken | IntrospectedToken, method: AuthMethod) -> Principal:
+        issuer = verified.issuer
         return Principal(
             subject=verified.subject,
             method=method,
             tenant=verified.tenant,
             client_id=verified.client_id,
-            issuer=verified.issuer.issuer,
+            issuer=issuer if isinstance(issuer, str) else issuer.issuer,
             scopes=verified.scopes,
             cnf=verified.cnf,
             claims=verified.claims,

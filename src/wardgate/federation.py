@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from wardgate import __version__
 from wardgate.errors import InvalidParams
 from wardgate.jsonrpc import JsonObject, RequestId
 
@@ -25,6 +26,8 @@ __all__ = [
     "encode_cursor",
     "expose_name",
     "merge_capabilities",
+    "merge_discover",
+    "merge_initialize",
     "split_name",
     "tag_event_id",
     "tag_request_id",
@@ -152,3 +155,56 @@ def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
                     else:
                         slot.setdefault(flag, on)
     return merged
+
+
+def _without_subscriptions(capabilities: JsonObject) -> JsonObject:
+    """A federated route does not serve ``subscriptions/listen`` (2026) yet: it must not
+    advertise the change notifications that would need it."""
+    out: JsonObject = {}
+    for key, value in capabilities.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
+        out[key] = value
+    return out
+
+
+def _server_info(route: str) -> JsonObject:
+    return {"name": f"wardgate/{route}", "version": __version__}
+
+
+def merge_initialize(results: Mapping[str, JsonObject], version: str, route: str) -> JsonObject:
+    """The InitializeResult of a federated route from its members' (by prefix)."""
+    merged: JsonObject = {
+        "protocolVersion": version,
+        "capabilities": merge_capabilities(results.values()),
+        "serverInfo": _server_info(route),
+    }
+    notes = [
+        f"[{prefix}] {r['instructions']}"
+        for prefix, r in results.items()
+        if isinstance(r.get("instructions"), str)
+    ]
+    if notes:
+        merged["instructions"] = "\n".join(notes)
+    return merged
+
+
+def merge_discover(results: Sequence[JsonObject], route: str) -> JsonObject:
+    """The DiscoverResult (2026) of a federated route: versions every member supports,
+    the strictest caching, and no subscription capabilities."""
+    supported: set[str] | None = None
+    for r in results:
+        versions = r.get("supportedVersions")
+        if isinstance(versions, list):
+            mine = {v for v in versions if isinstance(v, str)}
+            supported = mine if supported is None else supported & mine
+    ttls = [r["ttlMs"] for r in results if isinstance(r.get("ttlMs"), int)]
+    scopes = {str(r.get("cacheScope", "private")) for r in results}
+    return {
+        "resultType": "complete",
+        "supportedVersions": sorted(supported or ()),
+        "capabilities": _without_subscriptions(merge_capabilities(results)),
+        "ttlMs": min(ttls, default=0),
+        "cacheScope": "public" if scopes == {"public"} else "private",
+        "_meta": {"io.modelcontextprotocol/serverInfo": _server_info(route)},
+    }

@@ -20,6 +20,7 @@ from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import ConfigError
+from wardgate.federated import FederatedRoute
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
 from wardgate.jwe import GatewayJweKey
@@ -101,7 +102,8 @@ class Gateway:
                 a = rc.auth
                 guards.append(ScopeGuard(a.required_scopes, a.tool_scopes, a.mfa_amr, a.acr_values))
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
-            self.routes[name] = Route(
+            kind = FederatedRoute if len(members) > 1 else Route
+            self.routes[name] = kind(
                 name, members, Pipeline(guards), self.sessions, separator=rc.separator
             )
         server = config.server

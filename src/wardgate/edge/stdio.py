@@ -28,20 +28,16 @@ log = logging.getLogger("wardgate.edge.stdio")
 
 
 class StdioFront:
-    def __init__(self, route: Route, writer: asyncio.StreamWriter | None = None) -> None:
+    def __init__(self, route: Route, writer: asyncio.StreamWriter) -> None:
         self.route = route
         self._writer = writer
         self._write_lock = asyncio.Lock()
         self._session: GatewaySession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.written: list[bytes] = []
 
     async def emit(self, message: object) -> None:
         data = orjson.dumps(message) + b"\n"
         async with self._write_lock:
-            if self._writer is None:
-                self.written.append(data)
-                return
             self._writer.write(data)
             await self._writer.drain()
 

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from wardgate.errors import AuthenticationFailed, ConfigError
+from wardgate.identity import claims as claim_rules
 from wardgate.identity._fetch import FetchPolicy, FetchRefused, SafeFetcher
 from wardgate.identity.config import canonical_resource
 from wardgate.state.base import Clock
@@ -28,7 +29,6 @@ from wardgate.state.base import Clock
 __all__ = ["IntrospectedToken", "IntrospectionConfig", "IntrospectionVerifier", "Secret"]
 
 _LABEL = "introspection"
-_CNF_METHODS = frozenset({"jkt", "x5t#S256"})
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "dpop"})
 #: An introspection answer is a handful of claims; anything near this is not one.
 #: At most this many introspection requests in flight at once; others wait (bounded).
@@ -279,15 +279,20 @@ class IntrospectionVerifier:
         subject = self._string(answer, cfg.subject_claim) or client_id
         if subject is None:
             raise _fail(f"neither {cfg.subject_claim!r} nor a client id in the answer")
-        cnf = self._cnf(answer)
+        try:
+            cnf = claim_rules.confirmation(answer)
+            tenant = claim_rules.tenant(answer, cfg.tenant, cfg.tenant_claim, cfg.allowed_tenants)
+            scopes = claim_rules.scopes(answer, cfg.scope_claim)
+        except claim_rules.ClaimError as exc:
+            raise _fail(str(exc)) from None
         if isinstance(token_type, str) and token_type.lower() == "dpop" and "jkt" not in cnf:
             raise _fail("token_type DPoP without cnf.jkt")
         return IntrospectedToken(
             issuer=cfg.issuer,
             subject=subject,
-            tenant=self._tenant(answer),
+            tenant=tenant,
             client_id=client_id,
-            scopes=self._scopes(answer),
+            scopes=scopes,
             cnf=cnf,
             expires_at=exp,
             claims=MappingProxyType(answer),
@@ -313,44 +318,6 @@ class IntrospectionVerifier:
         if not isinstance(value, str) or not value:
             raise _fail(f"{name} malformed")
         return value
-
-    def _tenant(self, answer: Mapping[str, Any]) -> str | None:
-        cfg = self._cfg
-        if cfg.tenant is not None:
-            return cfg.tenant
-        if cfg.tenant_claim is None:
-            return None
-        value = answer.get(cfg.tenant_claim)
-        if not isinstance(value, str) or not value:
-            raise _fail(f"tenant claim {cfg.tenant_claim!r} missing")
-        if cfg.allowed_tenants is not None and value not in cfg.allowed_tenants:
-            raise _fail(f"tenant {value!r} not allowed")
-        return value
-
-    def _scopes(self, answer: Mapping[str, Any]) -> frozenset[str]:
-        value = answer.get(self._cfg.scope_claim)
-        if value is None:
-            return frozenset()
-        if isinstance(value, str):
-            return frozenset(value.split())
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return frozenset(value)
-        raise _fail(f"scope claim {self._cfg.scope_claim!r} malformed")
-
-    @staticmethod
-    def _cnf(answer: Mapping[str, Any]) -> Mapping[str, str]:
-        cnf = answer.get("cnf")
-        if cnf is None:
-            return MappingProxyType({})
-        if not isinstance(cnf, dict):
-            raise _fail("cnf is not an object")
-        unknown = set(cnf) - _CNF_METHODS
-        if unknown:
-            # Never downgrade a binding we cannot check to a bearer token.
-            raise _fail(f"unsupported cnf members {sorted(unknown)}")
-        if not all(isinstance(v, str) and v for v in cnf.values()):
-            raise _fail("cnf member malformed")
-        return MappingProxyType(dict(cnf))
 
     def _remember(self, digest: bytes, token: IntrospectedToken, now: float) -> None:
         until = now + self._cfg.cache_max_seconds

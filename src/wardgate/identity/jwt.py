@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from wardgate.errors import AuthenticationFailed, ConfigError
+from wardgate.identity import claims as claim_rules
 from wardgate.identity._fetch import FetchPolicy, SafeFetcher
 from wardgate.identity._jose import split_unverified, verify_signature
 from wardgate.identity.config import IssuerConfig, canonical_resource
@@ -23,7 +24,6 @@ from wardgate.state.base import Clock
 __all__ = ["JwtVerifier", "VerifiedToken"]
 
 _LABEL = "jwt"
-_CNF_METHODS = frozenset({"jkt", "x5t#S256"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,29 +198,22 @@ class JwtVerifier:
         subject = claims.get(cfg.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise _fail(f"subject claim {cfg.subject_claim!r} missing")
+        try:
+            tenant = claim_rules.tenant(claims, cfg.tenant, cfg.tenant_claim, cfg.allowed_tenants)
+            scopes = claim_rules.scopes(claims, cfg.scope_claim)
+            cnf = claim_rules.confirmation(claims)
+        except claim_rules.ClaimError as exc:
+            raise _fail(f"{exc} (issuer {cfg.issuer!r})") from None
         return VerifiedToken(
             issuer=cfg,
             subject=subject,
-            tenant=self._tenant(claims, cfg),
+            tenant=tenant,
             client_id=self._client_id(claims, cfg),
-            scopes=self._scopes(claims, cfg),
-            cnf=self._cnf(claims),
+            scopes=scopes,
+            cnf=cnf,
             expires_at=exp,
             claims=MappingProxyType(claims),
         )
-
-    @staticmethod
-    def _tenant(claims: Mapping[str, Any], cfg: IssuerConfig) -> str | None:
-        if cfg.tenant is not None:
-            return cfg.tenant
-        if cfg.tenant_claim is None:
-            return None
-        value = claims.get(cfg.tenant_claim)
-        if not isinstance(value, str) or not value:
-            raise _fail(f"tenant claim {cfg.tenant_claim!r} missing")
-        if cfg.allowed_tenants is not None and value not in cfg.allowed_tenants:
-            raise _fail(f"tenant {value!r} not allowed for issuer {cfg.issuer!r}")
-        return value
 
     @staticmethod
     def _client_id(claims: Mapping[str, Any], cfg: IssuerConfig) -> str | None:
@@ -229,32 +222,6 @@ class JwtVerifier:
             if isinstance(value, str) and value:
                 return value
         return None
-
-    @staticmethod
-    def _scopes(claims: Mapping[str, Any], cfg: IssuerConfig) -> frozenset[str]:
-        value = claims.get(cfg.scope_claim)
-        if value is None:
-            return frozenset()
-        if isinstance(value, str):
-            return frozenset(value.split())
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return frozenset(value)
-        raise _fail(f"scope claim {cfg.scope_claim!r} malformed")
-
-    @staticmethod
-    def _cnf(claims: Mapping[str, Any]) -> Mapping[str, str]:
-        cnf = claims.get("cnf")
-        if cnf is None:
-            return MappingProxyType({})
-        if not isinstance(cnf, dict):
-            raise _fail("cnf is not an object")
-        unknown = set(cnf) - _CNF_METHODS
-        if unknown:
-            # Never downgrade a binding we cannot check to a bearer token.
-            raise _fail(f"unsupported cnf members {sorted(unknown)}")
-        if not all(isinstance(v, str) and v for v in cnf.values()):
-            raise _fail("cnf member malformed")
-        return MappingProxyType(dict(cnf))
 
     def _remember(self, digest: bytes, token: VerifiedToken, now: float) -> None:
         if self._cache_size == 0:

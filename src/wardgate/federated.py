@@ -125,22 +125,7 @@ class FederatedRoute(Route):
         response = {"jsonrpc": "2.0", "id": message.id, "result": merged}
         return session, self._guarded(ctx, message, single(response))
 
-    async def request(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> Reply:
-        """Send a client request through the guards to the member it is for.
-
-        Raises:
-            WardgateError: a guard denied the request, or it cannot be routed.
-        """
-        message = await self.pipeline.check_request(ctx, message)
-        return await self._federated_request(ctx, message, session, headers)
-
-    async def _federated_request(
+    async def _dispatch(
         self,
         ctx: CallContext,
         message: Message,
@@ -395,19 +380,14 @@ class FederatedRoute(Route):
             result = merge_discover(good, self.name)
         return {"jsonrpc": "2.0", "id": message.id, "result": result}
 
-    async def post(
+    async def _deliver(
         self,
         ctx: CallContext,
         message: Message,
         session: GatewaySession | None,
         headers: Mapping[str, str],
     ) -> int:
-        """Deliver a client notification or response; returns the status (202).
-
-        Raises:
-            WardgateError: a guard denied it.
-        """
-        message = await self.pipeline.check_request(ctx, message)
+        """Responses go to the member whose request they answer; notifications to all."""
         if message.kind == "response":
             found = untag_request_id(message.raw.get("id"))
             if found is None or (session is not None and found[0] not in session.upstreams):

@@ -50,7 +50,7 @@ async def _final(reply: Reply) -> JsonObject:
     final: JsonObject | None = None
     try:
         async for event in reply.events:
-            if event.message is not None and "method" not in event.message:
+            if event.is_response:
                 final = event.message
     finally:
         await reply.aclose()
@@ -189,11 +189,11 @@ class Route:
         except BaseException:
             await up_session.close()
             raise
-        finals = [e.message for e in events if e.message is not None and "method" not in e.message]
-        if not finals:
+        final = next((e.message for e in reversed(events) if e.is_response), None)
+        if final is None:
             await up_session.close()
             raise UpstreamError("upstream closed the stream without answering initialize")
-        return up_session, events, finals[-1]
+        return up_session, events, final
 
     def _new_session(
         self,
@@ -230,6 +230,16 @@ class Route:
             WardgateError: a guard denied the request, or it cannot be routed.
         """
         message = await self.pipeline.check_request(ctx, message)
+        return await self._dispatch(ctx, message, session, headers)
+
+    async def _dispatch(
+        self,
+        ctx: CallContext,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+    ) -> Reply:
+        """The terminal step for a request that passed the guards."""
         reply = await self._session(session, 0).request(
             message.raw, self._headers(headers, session, 0)
         )
@@ -250,6 +260,16 @@ class Route:
             WardgateError: a guard denied it.
         """
         message = await self.pipeline.check_request(ctx, message)
+        return await self._deliver(ctx, message, session, headers)
+
+    async def _deliver(
+        self,
+        ctx: CallContext,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+    ) -> int:
+        """The terminal step for a notification or response that passed the guards."""
         return await self._session(session, 0).post(message.raw, self._headers(headers, session, 0))
 
     async def listen(

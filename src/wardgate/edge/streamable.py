@@ -112,10 +112,6 @@ def check_modern(message: Message, headers: Mapping[str, str], version: str) -> 
         raise HeaderMismatch("Mcp-Method header not equal to the body")
 
 
-def _is_final(reply_event_message: object) -> bool:
-    return isinstance(reply_event_message, dict) and "method" not in reply_event_message
-
-
 Seal = Callable[[bytes], bytes]
 
 
@@ -151,7 +147,7 @@ async def send_reply(
             body = wardgate_error_response(request.id, error, ctx.decision_id)
             await _send_message(send, 502, body, extra_headers, seal)
             return 502
-        if _is_final(first.message) and first.event_id is None and first.retry_ms is None:
+        if first.is_response and first.event_id is None and first.retry_ms is None:
             status = reply.status if reply.status < 500 else 502
             await _send_message(send, status, first.message, extra_headers, seal)
             return status

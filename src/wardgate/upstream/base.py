@@ -24,6 +24,11 @@ class Event:
     event_id: str | None = None
     retry_ms: int | None = None
 
+    @property
+    def is_response(self) -> bool:
+        """A result or error: the final message for the request it answers."""
+        return self.message is not None and "method" not in self.message
+
 
 async def _one(event: Event) -> AsyncIterator[Event]:
     yield event

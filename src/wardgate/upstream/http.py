@@ -219,7 +219,7 @@ class HttpSession:
         stream = iter_sse(resp.content.iter_any(), self._up.max_message_bytes)
         try:
             async for event in stream:
-                if event.message is None or "method" in event.message:
+                if not event.is_response:
                     yield event
                     continue
                 # The final response: the server ends the stream right after it. Read

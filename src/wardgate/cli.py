@@ -15,7 +15,7 @@ from wardgate import __version__
 from wardgate.config import load_config
 from wardgate.config.model import GatewayConfig
 from wardgate.errors import WardgateError
-from wardgate.logs import configure_logging
+from wardgate.telemetry.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -138,7 +138,7 @@ def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
 
 
 def _wrap(args: argparse.Namespace) -> int:
-    from wardgate.edge.stdio import serve_stdio
+    from wardgate.edge.wrap import serve_stdio
     from wardgate.gateway import Gateway
 
     argv = [a for a in args.argv if a != "--"] if args.argv[:1] == ["--"] else list(args.argv)

@@ -8,15 +8,22 @@ the HTTP status used on HTTP transports, and the CLI exit code::
     ├── ProtocolError                  wardgate.protocol        -32600  400
     │   ├── ParseError                 wardgate.parse           -32700  400
     │   ├── InvalidParams              wardgate.invalid_params  -32602  400
+    │   │   └── UnknownTarget          wardgate.unknown_target  -32602  200
     │   ├── MethodNotFound             wardgate.method_not_found -32601 404
     │   ├── HeaderMismatch             wardgate.header_mismatch -32020  400
     │   ├── UnsupportedVersion         wardgate.unsupported_version -32022 400
     │   ├── PayloadTooLarge            wardgate.payload_too_large -32600 413
     │   └── SessionNotFound            wardgate.session_not_found -32600 404
-    ├── Denied                         wardgate.denied          -32001  403
-    │   └── AuthenticationFailed       wardgate.unauthenticated -32001  401
+    ├── Denied                         wardgate.denied          -32003  200
+    │   └── AuthenticationFailed       wardgate.unauthenticated -32003  401
     └── UpstreamError                  wardgate.upstream        -32603  502
         └── UpstreamTimeout            wardgate.upstream_timeout -32001 504
+
+HTTP status 200 marks an error answered in-band: a well-formed call that a guard
+refused, or that names a tool no upstream serves, is a JSON-RPC error in a 200 reply,
+so that the official SDK clients (TypeScript and Python) surface it as an ``McpError``
+with our code and ``data.decisionId`` rather than as a transport failure. Denials use
+-32003: -32000 and -32001 mean "connection closed" and "request timeout" to the SDKs.
 
 Messages sent to clients are generic: the ``public_message`` of the class, plus the
 decision id. The ``detail`` goes to the log only.
@@ -37,6 +44,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolError",
     "SessionNotFound",
+    "UnknownTarget",
     "UnsupportedVersion",
     "UpstreamError",
     "UpstreamTimeout",
@@ -70,7 +78,7 @@ class ConfigError(WardgateError):
 class ProtocolError(WardgateError):
     """The client sent something that is not valid MCP / JSON-RPC."""
 
-    code = "wardgate.protocol"
+    code = "wardgate.wire.mcp"
     jsonrpc_code = -32600
     http_status = 400
     public_message = "Invalid request"
@@ -86,6 +94,17 @@ class InvalidParams(ProtocolError):
     code = "wardgate.invalid_params"
     jsonrpc_code = -32602
     public_message = "Invalid params"
+
+
+class UnknownTarget(InvalidParams):
+    """A tool, prompt or resource that the route does not serve (or will not show).
+
+    Answered in-band, as an MCP server answers an unknown tool.
+    """
+
+    code = "wardgate.unknown_target"
+    http_status = 200
+    public_message = "Unknown tool, prompt or resource"
 
 
 class MethodNotFound(ProtocolError):
@@ -123,8 +142,8 @@ class Denied(WardgateError):
     """A guard refused the call. The client learns only the decision id."""
 
     code = "wardgate.denied"
-    jsonrpc_code = -32001
-    http_status = 403
+    jsonrpc_code = -32003
+    http_status = 200
     public_message = "Request denied"
 
 

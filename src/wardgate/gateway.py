@@ -14,23 +14,23 @@ from wardgate.config.model import (
     StdioUpstreamConfig,
     UpstreamConfig,
 )
+from wardgate.core.pipeline import Pipeline, RequestGuard, ResponseGuard
 from wardgate.edge.app import EdgeApp
 from wardgate.edge.auth import EdgeAuth
+from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import ConfigError
-from wardgate.federated import FederatedRoute
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
-from wardgate.jwe import GatewayJweKey
-from wardgate.pipeline import Pipeline, RequestGuard, ResponseGuard
-from wardgate.route import Member, Route
-from wardgate.sessions import SessionStore
-from wardgate.upstream.base import Upstream
+from wardgate.routing.federated import FederatedRoute
+from wardgate.routing.route import Member, Route
+from wardgate.routing.sessions import SessionStore
 from wardgate.upstream.http import HttpUpstream
 from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
-from wardgate.upstream.sse import SseUpstream
+from wardgate.upstream.seam import Upstream
+from wardgate.upstream.sse_client import SseUpstream
 from wardgate.upstream.stdio import StdioUpstream
 
 __all__ = ["Gateway", "build_upstream"]

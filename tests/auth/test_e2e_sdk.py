@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from support.servers import run_gateway
 from wardgate.gateway import Gateway
-from wardgate.principal import Principal
+from wardgate.identity.principal import Principal
 
 from ._support import RESOURCE, DpopAuth, Pki, tls_url
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.http import ACCEPT, modern_body, modern_headers
 from support.servers import run_gateway
-from wardgate.jwe import ClientJwe
+from wardgate.edge.jwe import ClientJwe
 
 
 @pytest.fixture
@@ -107,9 +107,9 @@ async def test_handshake_session_with_encrypted_bodies(gateway: str) -> None:
     status, headers, raw, ephemeral = await _sealed_post(
         f"{gateway}/mcp/demo", client, denied, session
     )
-    assert status == 403 and headers["content-type"] == "application/jose"
+    assert status == 200 and headers["content-type"] == "application/jose"
     error = orjson.loads(client.decrypt_response(raw, ephemeral))
-    assert error["error"]["code"] == -32001  # even refusals stay sealed
+    assert error["error"]["code"] == -32003  # even refusals stay sealed
 
 
 async def test_tampered_ciphertext_is_refused(gateway: str) -> None:
@@ -123,7 +123,7 @@ async def test_tampered_ciphertext_is_refused(gateway: str) -> None:
         http.post(f"{gateway}/mcp/demo", data=".".join(parts), headers=headers) as resp,
     ):
         assert resp.status == 400
-        assert (await resp.json())["error"]["data"]["code"] == "wardgate.jwe"
+        assert (await resp.json())["error"]["data"]["code"] == "wardgate.edge.jwe"
 
 
 async def test_plain_json_still_works_unless_required(

@@ -28,7 +28,7 @@ async def _exercise(client: Client) -> None:
     assert "Bob" in prompt.messages[0].content.text  # type: ignore[union-attr]
     with pytest.raises(MCPError) as denied:
         await client.call_tool("delete_everything", {"confirm": True})
-    assert denied.value.error.code == -32001
+    assert denied.value.error.code == -32003
 
 
 @pytest.fixture(params=["stdio", "http"])

@@ -63,7 +63,7 @@ async def test_a_bearer_token_yields_a_jwt_principal(
     assert (p.method, p.subject, p.tenant, p.client_id) == ("jwt", "user-1", "tenant-a", "agent-1")
     assert p.issuer == issuer_a.name
     assert p.expires_at == NOW + 300
-    assert p.binding_key == (issuer_a.name, "agent-1", "user-1")
+    assert p.binding_key == (issuer_a.name, "tenant-a", "agent-1", "user-1")
 
 
 async def test_the_scheme_is_case_insensitive(auth: Authenticator, issuer_a: LocalIssuer) -> None:

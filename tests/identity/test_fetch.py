@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from wardgate.identity._fetch import FetchPolicy, FetchRefused, SafeFetcher, address_allowed
+from wardgate.net.fetch import FetchPolicy, FetchRefused, SafeFetcher, address_allowed
 
 from .conftest import Served
 

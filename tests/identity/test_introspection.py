@@ -34,8 +34,8 @@ from wardgate.identity import (
     Secret,
     certificate_thumbprint,
 )
-from wardgate.identity._fetch import FetchPolicy, FetchRefused, SafeFetcher
 from wardgate.identity.introspection import NEGATIVE_CACHE_SECONDS
+from wardgate.net.fetch import FetchPolicy, FetchRefused, SafeFetcher
 from wardgate.state import MemoryStateStore
 
 from ._certs import issue

@@ -23,8 +23,7 @@ from joserfc import jwe, jwk
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
-from wardgate.errors import ConfigError, ProtocolError
-from wardgate.jwe import (
+from wardgate.edge.jwe import (
     CONTENT_TYPE,
     CTY,
     ClientJwe,
@@ -34,6 +33,7 @@ from wardgate.jwe import (
     decrypt_request,
     encrypt_response,
 )
+from wardgate.errors import ConfigError, ProtocolError
 
 CURVES = ["P-256", "X25519"]
 MESSAGE = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
@@ -107,7 +107,7 @@ def flip(token: str, segment: int) -> bytes:
 def refused(body: bytes, gateway: GatewayJweKey, **kwargs: Any) -> JweError:
     with pytest.raises(JweError) as excinfo:
         decrypt_request(body, gateway, **kwargs)
-    assert excinfo.value.code == "wardgate.jwe"
+    assert excinfo.value.code == "wardgate.edge.jwe"
     assert excinfo.value.http_status == 400
     return excinfo.value
 
@@ -191,7 +191,7 @@ def test_joserfc_alone_decrypts_the_client_helpers_request(curve: str) -> None:
 
 
 def test_concat_kdf_matches_rfc_7518_appendix_c() -> None:
-    from wardgate.jwe import _concat_kdf  # a private helper, checked against the RFC vector
+    from wardgate.edge.jwe import _concat_kdf  # a private helper, checked against the RFC vector
 
     alice = ECKey.import_key(
         {

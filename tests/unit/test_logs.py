@@ -10,7 +10,7 @@ import pytest
 from conftest import stdio_demo_upstream
 from support.http import modern_body, modern_headers, post
 from support.servers import run_gateway
-from wardgate.logs import JsonFormatter
+from wardgate.telemetry.logs import JsonFormatter
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:
@@ -41,7 +41,7 @@ async def test_the_decision_id_a_client_sees_is_in_the_log(
         status, _, answer = await post(
             f"{url}/mcp/demo", body, modern_headers("tools/call", "delete_everything")
         )
-    assert status == 403
+    assert status == 200
     decision = answer["error"]["data"]["decisionId"]
     about = [r for r in caplog.records if getattr(r, "decision_id", None) == decision]
     assert any("delete_everything" in r.getMessage() for r in about)  # the real reason, logged

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wardgate.errors import ProtocolError, WardgateError
-from wardgate.federation import (
+from wardgate.routing.federation import (
     decode_cursor,
     encode_cursor,
     split_name,
@@ -19,9 +19,9 @@ from wardgate.federation import (
     untag_event_id,
     untag_request_id,
 )
-from wardgate.jsonrpc import parse_message
-from wardgate.protocol import decode_header_value, encode_header_value
-from wardgate.sse import SseDecoder, encode_event
+from wardgate.wire.jsonrpc import parse_message
+from wardgate.wire.mcp import decode_header_value, encode_header_value
+from wardgate.wire.sse import SseDecoder, encode_event
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from wardgate.core.pipeline import CallContext, Pipeline
 from wardgate.errors import Denied
 from wardgate.guards.tool_access import ToolAccessGuard
-from wardgate.jsonrpc import Message
-from wardgate.pipeline import CallContext, Pipeline
+from wardgate.wire.jsonrpc import Message
 
 CTX = CallContext(route="r")
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wardgate.errors import ConfigError
-from wardgate.identity.config import DEFAULT_ALGORITHMS, IssuerConfig
 from wardgate.identity.introspection import IntrospectionConfig, Secret
+from wardgate.identity.issuer import DEFAULT_ALGORITHMS, IssuerConfig
 from wardgate.tls.settings import TlsSettings
 
 __all__ = [

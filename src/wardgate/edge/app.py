@@ -6,16 +6,16 @@ import logging
 import time
 from collections.abc import Mapping
 
+from wardgate.core.pipeline import CallContext, new_decision_id
 from wardgate.edge.asgi import Receive, Scope, Send, header_map, send_json
 from wardgate.edge.auth import PRM_PATH, EdgeAuth
+from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import AuthenticationFailed
-from wardgate.jsonrpc import error_response
-from wardgate.jwe import GatewayJweKey
-from wardgate.pipeline import CallContext, new_decision_id
-from wardgate.principal import ANONYMOUS, Principal
+from wardgate.identity.principal import ANONYMOUS, Principal
+from wardgate.wire.jsonrpc import error_response
 
 __all__ = ["JWE_KEYS_PATH", "EdgeApp"]
 

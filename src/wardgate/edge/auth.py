@@ -32,10 +32,10 @@ from wardgate.identity import (
     JwtVerifier,
     SpiffeVerifier,
 )
-from wardgate.jsonrpc import error_response
-from wardgate.principal import Principal
+from wardgate.identity.principal import Principal
 from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.tls import peer_certificate_der
+from wardgate.wire.jsonrpc import error_response
 
 __all__ = ["PRM_PATH", "EdgeAuth"]
 

@@ -14,15 +14,16 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from wardgate.core.pipeline import CallContext
 from wardgate.edge.asgi import Receive, Scope, Send, read_body, send_empty, send_json, sse_start
 from wardgate.errors import ProtocolError, SessionNotFound, WardgateError
-from wardgate.jsonrpc import Message, parse_message, wardgate_error_response
-from wardgate.pipeline import CallContext
-from wardgate.protocol import H_PROTOCOL_VERSION
-from wardgate.route import Route
-from wardgate.sessions import GatewaySession
-from wardgate.sse import encode_event
-from wardgate.upstream.base import Reply
+from wardgate.identity.principal import BindingKey
+from wardgate.routing.route import Route
+from wardgate.routing.sessions import GatewaySession
+from wardgate.upstream.seam import Reply
+from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
+from wardgate.wire.mcp import H_PROTOCOL_VERSION
+from wardgate.wire.sse import encode_event
 
 __all__ = ["LegacySseEndpoint"]
 
@@ -34,7 +35,7 @@ _QUEUE = 1024
 @dataclasses.dataclass(slots=True)
 class _Channel:
     id: str
-    owner: tuple[str | None, str | None, str]
+    owner: BindingKey
     queue: asyncio.Queue[bytes | None] = dataclasses.field(
         default_factory=lambda: asyncio.Queue(maxsize=_QUEUE)
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import orjson
 
+from wardgate.core.pipeline import CallContext
 from wardgate.edge.asgi import (
     Receive,
     Scope,
@@ -26,6 +27,8 @@ from wardgate.edge.asgi import (
     watch_disconnect,
 )
 from wardgate.edge.auth import EdgeAuth
+from wardgate.edge.jwe import CONTENT_TYPE as JOSE
+from wardgate.edge.jwe import GatewayJweKey, decrypt_request, encrypt_response
 from wardgate.errors import (
     HeaderMismatch,
     InvalidParams,
@@ -36,11 +39,11 @@ from wardgate.errors import (
     UpstreamError,
     WardgateError,
 )
-from wardgate.jsonrpc import Message, parse_message, wardgate_error_response
-from wardgate.jwe import CONTENT_TYPE as JOSE
-from wardgate.jwe import GatewayJweKey, decrypt_request, encrypt_response
-from wardgate.pipeline import CallContext
-from wardgate.protocol import (
+from wardgate.routing.route import Route
+from wardgate.routing.sessions import GatewaySession, SessionStore
+from wardgate.upstream.seam import Reply
+from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
+from wardgate.wire.mcp import (
     H_LAST_EVENT_ID,
     H_METHOD,
     H_NAME,
@@ -55,10 +58,7 @@ from wardgate.protocol import (
     decode_header_value,
     era_of,
 )
-from wardgate.route import Route
-from wardgate.sessions import GatewaySession, SessionStore
-from wardgate.sse import encode_event
-from wardgate.upstream.base import Reply
+from wardgate.wire.sse import encode_event
 
 __all__ = ["StreamableHttpEndpoint", "forwarded_headers", "send_reply"]
 

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
+from wardgate.core.pipeline import CallContext
 from wardgate.errors import Denied
-from wardgate.jsonrpc import Message
-from wardgate.pipeline import CallContext
-from wardgate.principal import Principal
+from wardgate.identity.principal import Principal
+from wardgate.wire.jsonrpc import Message
 
 __all__ = ["InsufficientScope", "ScopeGuard", "StepUpRequired"]
 
@@ -24,6 +24,8 @@ class InsufficientScope(Denied):
     """The caller lacks scopes; ``scopes`` are the ones to request."""
 
     code = "wardgate.insufficient_scope"
+    # The MCP authorization spec's step-up signal: 403 with WWW-Authenticate.
+    http_status = 403
     public_message = "Insufficient scope"
 
     def __init__(self, detail: str, scopes: Iterable[str]) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
+from wardgate.core.pipeline import CallContext
 from wardgate.errors import Denied
-from wardgate.jsonrpc import Message
-from wardgate.pipeline import CallContext
+from wardgate.wire.jsonrpc import Message
 
 __all__ = ["ToolAccessGuard"]
 

@@ -1,14 +1,12 @@
 """Identity at the edge: who is calling, proven by JWT, introspection, DPoP, mTLS or SPIFFE.
 
 The edge builds an :class:`AuthRequest` and calls :meth:`Authenticator.authenticate`;
-it gets a :class:`~wardgate.principal.Principal` or :class:`AuthenticationFailed`.
+it gets a :class:`~wardgate.identity.principal.Principal` or :class:`AuthenticationFailed`.
 """
 
 from __future__ import annotations
 
-from wardgate.identity._fetch import FetchPolicy
 from wardgate.identity.authenticator import Authenticator, AuthenticatorLike, AuthRequest
-from wardgate.identity.config import DEFAULT_ALGORITHMS, IssuerConfig, canonical_resource
 from wardgate.identity.dpop import (
     DpopConfig,
     DpopNonceRequired,
@@ -22,6 +20,7 @@ from wardgate.identity.introspection import (
     IntrospectionVerifier,
     Secret,
 )
+from wardgate.identity.issuer import DEFAULT_ALGORITHMS, IssuerConfig, canonical_resource
 from wardgate.identity.jwks import JwksCache
 from wardgate.identity.jwt import JwtVerifier, VerifiedToken
 from wardgate.identity.mtls import (
@@ -32,6 +31,7 @@ from wardgate.identity.mtls import (
     parse_spiffe_id,
     spiffe_id_from_certificate,
 )
+from wardgate.net.fetch import FetchPolicy
 
 __all__ = [
     "DEFAULT_ALGORITHMS",

@@ -31,7 +31,7 @@ from wardgate.identity.dpop import DpopVerifier
 from wardgate.identity.introspection import IntrospectedToken, IntrospectionVerifier
 from wardgate.identity.jwt import JwtVerifier, VerifiedToken
 from wardgate.identity.mtls import SpiffeVerifier, certificate_thumbprint
-from wardgate.principal import AuthMethod, Principal
+from wardgate.identity.principal import AuthMethod, Principal
 
 __all__ = ["AuthRequest", "Authenticator", "AuthenticatorLike"]
 

@@ -23,8 +23,8 @@ from joserfc.jwk import JWKRegistry, Key
 
 from wardgate.errors import AuthenticationFailed, ConfigError
 from wardgate.identity._jose import b64url_sha256, split_unverified, verify_signature
-from wardgate.identity.config import ASYMMETRIC_ALGORITHMS
-from wardgate.state.base import Clock, StateStore
+from wardgate.identity.issuer import ASYMMETRIC_ALGORITHMS
+from wardgate.state.store import Clock, StateStore
 
 __all__ = [
     "DpopConfig",

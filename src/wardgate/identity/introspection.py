@@ -22,9 +22,9 @@ from urllib.parse import quote
 
 from wardgate.errors import AuthenticationFailed, ConfigError
 from wardgate.identity import claims as claim_rules
-from wardgate.identity._fetch import FetchPolicy, FetchRefused, SafeFetcher
-from wardgate.identity.config import canonical_resource
-from wardgate.state.base import Clock
+from wardgate.identity.issuer import canonical_resource
+from wardgate.net.fetch import FetchPolicy, FetchRefused, SafeFetcher
+from wardgate.state.store import Clock
 
 __all__ = ["IntrospectedToken", "IntrospectionConfig", "IntrospectionVerifier", "Secret"]
 

@@ -16,9 +16,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key
 
 from wardgate.errors import AuthenticationFailed, ConfigError
-from wardgate.identity._fetch import FetchRefused, SafeFetcher
-from wardgate.identity.config import IssuerConfig
-from wardgate.state.base import Clock
+from wardgate.identity.issuer import IssuerConfig
+from wardgate.net.fetch import FetchRefused, SafeFetcher
+from wardgate.state.store import Clock
 
 __all__ = ["JwksCache", "discovery_urls"]
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from wardgate.errors import AuthenticationFailed, ConfigError
 from wardgate.identity import claims as claim_rules
-from wardgate.identity._fetch import FetchPolicy, SafeFetcher
 from wardgate.identity._jose import split_unverified, verify_signature
-from wardgate.identity.config import IssuerConfig, canonical_resource
+from wardgate.identity.issuer import IssuerConfig, canonical_resource
 from wardgate.identity.jwks import JwksCache
-from wardgate.state.base import Clock
+from wardgate.net.fetch import FetchPolicy, SafeFetcher
+from wardgate.state.store import Clock
 
 __all__ = ["JwtVerifier", "VerifiedToken"]
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from wardgate.errors import AuthenticationFailed, ConfigError
-from wardgate.state.base import Clock
+from wardgate.state.store import Clock
 
 __all__ = [
     "PeerCertificate",

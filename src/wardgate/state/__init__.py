@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from wardgate.state.base import Clock, StateStore, StateStoreUnavailable
 from wardgate.state.memory import MemoryStateStore
 from wardgate.state.redis_store import RedisStateStore
+from wardgate.state.store import Clock, StateStore, StateStoreUnavailable
 
 __all__ = [
     "Clock",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import time
 
-from wardgate.state.base import Clock, StateStoreUnavailable, check_add_once_args
+from wardgate.state.store import Clock, StateStoreUnavailable, check_add_once_args
 
 __all__ = ["MemoryStateStore"]
 

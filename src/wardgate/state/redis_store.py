@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from wardgate.errors import ConfigError
-from wardgate.state.base import StateStoreUnavailable, check_add_once_args
+from wardgate.state.store import StateStoreUnavailable, check_add_once_args
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

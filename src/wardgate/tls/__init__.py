@@ -9,7 +9,8 @@ See ``docs/tls.md``. The public API::
 
 from __future__ import annotations
 
-from wardgate.tls.asgi import (
+from wardgate.tls.context import TlsContextReloader, build_server_context
+from wardgate.tls.server import (
     TlsContextFactory,
     TlsH11Protocol,
     TlsHttpToolsProtocol,
@@ -19,7 +20,6 @@ from wardgate.tls.asgi import (
     tls_scope_extension,
     uvicorn_ssl_kwargs,
 )
-from wardgate.tls.context import TlsContextReloader, build_server_context
 from wardgate.tls.settings import ClientCertMode, TlsSettings, TlsVersion
 
 __all__ = [

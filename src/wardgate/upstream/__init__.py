@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from wardgate.upstream.base import Event, Reply, Upstream, UpstreamSession
+from wardgate.upstream.seam import Event, Reply, Upstream, UpstreamSession
 
 __all__ = ["Event", "Reply", "Upstream", "UpstreamSession"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wardgate.errors import UpstreamError
-from wardgate.jsonrpc import JsonObject, Message, RequestId, error_response
-from wardgate.upstream.base import Event, Reply
+from wardgate.upstream.seam import Event, Reply
+from wardgate.wire.jsonrpc import JsonObject, Message, RequestId, error_response
 
 __all__ = ["ChannelSession"]
 

@@ -14,10 +14,10 @@ import aiohttp
 import orjson
 
 from wardgate.errors import UpstreamError, UpstreamTimeout
-from wardgate.jsonrpc import JsonObject, Message
-from wardgate.protocol import H_SESSION_ID
-from wardgate.sse import SseDecoder
-from wardgate.upstream.base import Event, Reply, single
+from wardgate.upstream.seam import Event, Reply, single
+from wardgate.wire.jsonrpc import JsonObject, Message
+from wardgate.wire.mcp import H_SESSION_ID
+from wardgate.wire.sse import SseDecoder
 
 __all__ = ["HttpSession", "HttpUpstream", "iter_sse"]
 

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 import orjson
 
 from wardgate.errors import UpstreamError
-from wardgate.jsonrpc import Message
 from wardgate.upstream.channel import ChannelSession
 from wardgate.upstream.sandbox import Sandbox
+from wardgate.wire.jsonrpc import Message
 
 __all__ = ["StdioSession", "StdioUpstream"]
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from wardgate.jsonrpc import JsonObject
+from wardgate.wire.jsonrpc import JsonObject
 
 __all__ = ["Event", "Reply", "Upstream", "UpstreamSession", "single"]
 

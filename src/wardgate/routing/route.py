@@ -2,8 +2,8 @@
 
 The route is where a client message meets the guards and the upstream; it knows
 nothing of HTTP or stdio framing (that is the edge's job) and hands back a
-:class:`~wardgate.upstream.base.Reply` whose events have passed the response guards.
-Several upstreams behind one endpoint are :class:`~wardgate.federated.FederatedRoute`.
+:class:`~wardgate.upstream.seam.Reply` whose events have passed the response guards.
+Several upstreams behind one endpoint are :class:`~wardgate.routing.federated.FederatedRoute`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from wardgate.core.pipeline import CallContext, Pipeline
 from wardgate.errors import UpstreamError, WardgateError
-from wardgate.jsonrpc import JsonObject, Message, MessageKind, wardgate_error_response
-from wardgate.pipeline import CallContext, Pipeline
-from wardgate.protocol import (
+from wardgate.routing.sessions import GatewaySession, SessionStore
+from wardgate.upstream.seam import Event, Reply, Upstream, UpstreamSession
+from wardgate.wire.jsonrpc import JsonObject, Message, MessageKind, wardgate_error_response
+from wardgate.wire.mcp import (
     H_PROTOCOL_VERSION,
 )
-from wardgate.sessions import GatewaySession, SessionStore
-from wardgate.upstream.base import Event, Reply, Upstream, UpstreamSession
 
 __all__ = ["Member", "Route"]
 
-log = logging.getLogger("wardgate.route")
+log = logging.getLogger("wardgate.routing.route")
 
 
 @dataclass(frozen=True, slots=True)

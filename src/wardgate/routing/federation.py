@@ -18,7 +18,7 @@ import orjson
 
 from wardgate import __version__
 from wardgate.errors import InvalidParams
-from wardgate.jsonrpc import JsonObject, RequestId
+from wardgate.wire.jsonrpc import JsonObject, RequestId
 
 __all__ = [
     "LIST_KEYS",

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wardgate.errors import WardgateError
-from wardgate.upstream.base import UpstreamSession
+from wardgate.identity.principal import BindingKey
+from wardgate.upstream.seam import UpstreamSession
 
 __all__ = ["GatewaySession", "SessionStore", "TooManySessions"]
 
-log = logging.getLogger("wardgate.sessions")
+log = logging.getLogger("wardgate.routing.sessions")
 
 
 class TooManySessions(WardgateError):
@@ -32,7 +33,7 @@ class GatewaySession:
     upstreams: dict[int, UpstreamSession]
     versions: dict[int, str]
     protocol_version: str
-    owner: tuple[str | None, str | None, str]
+    owner: BindingKey
     last_seen: float = field(default_factory=time.monotonic)
 
     async def close(self) -> None:

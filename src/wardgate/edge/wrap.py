@@ -14,17 +14,17 @@ import sys
 
 import orjson
 
+from wardgate.core.pipeline import CallContext
 from wardgate.errors import WardgateError
-from wardgate.jsonrpc import Message, parse_message, wardgate_error_response
-from wardgate.pipeline import CallContext
-from wardgate.protocol import H_PROTOCOL_VERSION
-from wardgate.route import Route
-from wardgate.sessions import GatewaySession
-from wardgate.upstream.base import Reply
+from wardgate.routing.route import Route
+from wardgate.routing.sessions import GatewaySession
+from wardgate.upstream.seam import Reply
+from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
+from wardgate.wire.mcp import H_PROTOCOL_VERSION
 
 __all__ = ["StdioFront", "serve_stdio"]
 
-log = logging.getLogger("wardgate.edge.stdio")
+log = logging.getLogger("wardgate.edge.wrap")
 
 
 class StdioFront:

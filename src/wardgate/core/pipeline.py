@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from wardgate.errors import Denied, WardgateError
-from wardgate.jsonrpc import Message
-from wardgate.principal import ANONYMOUS, Principal
-from wardgate.protocol import Era
+from wardgate.identity.principal import ANONYMOUS, Principal
+from wardgate.wire.jsonrpc import Message
+from wardgate.wire.mcp import Era
 
 __all__ = [
     "CallContext",
@@ -28,7 +28,7 @@ __all__ = [
     "new_decision_id",
 ]
 
-log = logging.getLogger("wardgate.pipeline")
+log = logging.getLogger("wardgate.core.pipeline")
 
 
 _ID_POOL = bytearray()

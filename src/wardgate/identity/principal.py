@@ -6,9 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ANONYMOUS", "AuthMethod", "Principal"]
+__all__ = ["ANONYMOUS", "AuthMethod", "BindingKey", "Principal"]
 
 AuthMethod = Literal["anonymous", "jwt", "dpop", "mtls", "spiffe", "introspection"]
+
+#: (issuer, tenant, client, subject): the whole identity a session or task is bound to.
+BindingKey = tuple[str | None, str | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +33,10 @@ class Principal:
     expires_at: float | None = None
 
     @property
-    def binding_key(self) -> tuple[str | None, str | None, str]:
-        """What a session is bound to: the same (issuer, client, subject) may reuse it."""
-        return (self.issuer, self.client_id, self.subject)
+    def binding_key(self) -> BindingKey:
+        """What a session is bound to: only the same issuer, tenant, client and subject
+        may reuse it."""
+        return (self.issuer, self.tenant, self.client_id, self.subject)
 
 
 ANONYMOUS = Principal(subject="anonymous", method="anonymous")

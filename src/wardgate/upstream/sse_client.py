@@ -16,13 +16,13 @@ import aiohttp
 import orjson
 
 from wardgate.errors import UpstreamError
-from wardgate.jsonrpc import Message
-from wardgate.sse import SseDecoder
 from wardgate.upstream.channel import ChannelSession
+from wardgate.wire.jsonrpc import Message
+from wardgate.wire.sse import SseDecoder
 
 __all__ = ["SseSession", "SseUpstream"]
 
-log = logging.getLogger("wardgate.upstream.sse")
+log = logging.getLogger("wardgate.upstream.sse_client")
 
 
 class SseUpstream:

@@ -3,7 +3,7 @@
 Tools and prompts carry a per-upstream prefix, resources are routed to the member that
 lists them, lists paginate across members with composite cursors, and server-to-client
 request ids and SSE event ids are tagged with their member so answers and resumptions
-find their way back (the pure parts live in :mod:`wardgate.federation`).
+find their way back (the pure parts live in :mod:`wardgate.routing.federation`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+from wardgate.core.pipeline import CallContext, Pipeline
 from wardgate.errors import InvalidParams, MethodNotFound, UpstreamError, WardgateError
-from wardgate.federation import (
+from wardgate.routing.federation import (
     LIST_KEYS,
     decode_cursor,
     encode_cursor,
@@ -27,9 +28,11 @@ from wardgate.federation import (
     untag_event_id,
     untag_request_id,
 )
-from wardgate.jsonrpc import JsonObject, Message
-from wardgate.pipeline import CallContext, Pipeline
-from wardgate.protocol import (
+from wardgate.routing.route import Member, Route, _final, _result
+from wardgate.routing.sessions import GatewaySession, SessionStore
+from wardgate.upstream.seam import Event, Reply, UpstreamSession, single
+from wardgate.wire.jsonrpc import JsonObject, Message
+from wardgate.wire.mcp import (
     H_LAST_EVENT_ID,
     H_METHOD,
     H_NAME,
@@ -38,13 +41,10 @@ from wardgate.protocol import (
     MODERN_VERSIONS,
     encode_header_value,
 )
-from wardgate.route import Member, Route, _final, _result
-from wardgate.sessions import GatewaySession, SessionStore
-from wardgate.upstream.base import Event, Reply, UpstreamSession, single
 
 __all__ = ["FederatedRoute"]
 
-log = logging.getLogger("wardgate.federated")
+log = logging.getLogger("wardgate.routing.federated")
 
 _RENAMED = {"tools/call": "tools", "prompts/get": "prompts"}
 _BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})

@@ -1,173 +1,253 @@
-"""The guard pipeline: request guards first to last, response guards last to first.
+"""The guard pipeline: a call's request phase first to last, its reply last to first.
 
-A guard is a small object with one async method per phase it takes part in, and a
-``methods`` set naming the MCP methods it applies to (``None``: every message). The
-upstream call is the terminal step and lives outside this module. An exception that
-is not a :class:`~wardgate.errors.WardgateError` denies the call (fail closed) unless
-the guard sets ``fail_open``; that choice is logged every time it is used.
+A guard is a small object that takes part in one or more phases of a call, each an
+async method, and a ``methods`` set naming the MCP methods whose calls it applies to
+(``None``: every call)::
+
+    on_request(call, message) -> message      request phase, guards in order; may deny
+    on_message(call, message) -> message|None reply phase, in reverse, per message
+    on_end(call, outcome)                     once per call, whatever happened
+
+In the reply phase a response or notification is matched on the call's method; a
+server-to-client request (sampling, elicitation, roots) and anything on a standalone
+stream are matched on their own method. ``response_methods`` may narrow the reply phase.
+A guard that takes part in no phase is refused at construction.
+
+An exception that is not a :class:`~wardgate.errors.WardgateError` denies the call
+(fail closed) unless the guard sets ``fail_open``; that choice is logged every time it
+is used. End hooks cannot deny: their failures are logged.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
+from wardgate.core.call import LISTEN, Call, Outcome
+from wardgate.core.context import CallContext, new_decision_id
 from wardgate.errors import Denied, WardgateError
-from wardgate.identity.principal import ANONYMOUS, Principal
+from wardgate.telemetry.events import EventBus, GuardDecision
 from wardgate.wire.jsonrpc import Message
-from wardgate.wire.mcp import Era
 
 __all__ = [
     "CallContext",
+    "EndGuard",
+    "Guard",
     "Pipeline",
+    "ReplyGuard",
     "RequestGuard",
-    "ResponseGuard",
     "new_decision_id",
 ]
 
-log = logging.getLogger("wardgate.core.pipeline")
+log = logging.getLogger("wardgate.pipeline")
+
+_T = TypeVar("_T")
 
 
-_ID_POOL = bytearray()
-
-
-def new_decision_id() -> str:
-    """An unguessable id that follows one call through every event and error.
-
-    Drawn 64 bits at a time from a pool filled by the OS CSPRNG (one syscall per
-    512 ids instead of one per call).
-    """
-    if len(_ID_POOL) < 8:
-        _ID_POOL.extend(secrets.token_bytes(4096))
-    chunk = bytes(_ID_POOL[-8:])
-    del _ID_POOL[-8:]
-    return chunk.hex()
-
-
-@dataclass(frozen=True, slots=True)
-class CallContext:
-    """What every guard knows about the call in hand."""
-
-    route: str
-    decision_id: str = field(default_factory=new_decision_id)
-    principal: Principal = ANONYMOUS
-    era: Era = "handshake"
-    transport: str = "http"
-    session_id: str | None = None
-
-
-@runtime_checkable
-class RequestGuard(Protocol):
+class Guard(Protocol):
     name: str
     methods: frozenset[str] | None
     fail_open: bool
 
-    async def check_request(self, ctx: CallContext, message: Message) -> Message:
+
+class RequestGuard(Guard, Protocol):
+    async def on_request(self, call: Call, message: Message) -> Message:
         """Return the message to forward (maybe rewritten).
 
         Raises:
-            Denied: the call must not reach the upstream.
+            WardgateError: the call must not reach the upstream.
         """
         ...
 
 
-@runtime_checkable
-class ResponseGuard(Protocol):
-    name: str
-    methods: frozenset[str] | None
-    fail_open: bool
-
-    async def check_response(
-        self, ctx: CallContext, request: Message | None, message: Message
-    ) -> Message:
-        """Return the message to deliver (maybe rewritten).
-
-        ``request`` is the client request this message answers or relates to, or
-        ``None`` for messages on a standalone stream.
+class ReplyGuard(Guard, Protocol):
+    async def on_message(self, call: Call, message: Message) -> Message | None:
+        """Return the message to deliver (maybe rewritten), or ``None`` to drop it.
 
         Raises:
-            Denied: the message must not reach the client.
+            WardgateError: the message must not reach the client.
         """
         ...
 
 
-def _response_methods(guard: ResponseGuard) -> frozenset[str] | None:
-    """A guard may narrow its response phase with ``response_methods``."""
-    methods: frozenset[str] | None = getattr(guard, "response_methods", guard.methods)
-    return methods
+class EndGuard(Guard, Protocol):
+    async def on_end(self, call: Call, outcome: Outcome) -> None:
+        """Settle what the call reserved; runs exactly once per call."""
+        ...
 
 
 def _applies(methods: frozenset[str] | None, method: str | None) -> bool:
     return methods is None or (method is not None and method in methods)
 
 
+def _reply_methods(guard: Guard) -> frozenset[str] | None:
+    methods: frozenset[str] | None = getattr(guard, "response_methods", guard.methods)
+    return methods
+
+
 class Pipeline:
-    """An ordered list of guards, split into its two phases once at construction."""
+    """An ordered list of guards, split into its phases once at construction.
 
-    def __init__(self, guards: Sequence[RequestGuard | ResponseGuard] = ()) -> None:
+    Raises:
+        TypeError: a guard takes part in no phase (it would silently never run).
+    """
+
+    def __init__(
+        self,
+        guards: Sequence[Guard] = (),
+        *,
+        events: EventBus | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        for guard in guards:
+            if not any(hasattr(guard, p) for p in ("on_request", "on_message", "on_end")):
+                raise TypeError(
+                    f"guard {getattr(guard, 'name', guard)!r} takes part in no phase "
+                    "(on_request, on_message, on_end)"
+                )
         self.guards = tuple(guards)
-        self._request = tuple(g for g in guards if isinstance(g, RequestGuard))
-        self._response = tuple(reversed([g for g in guards if isinstance(g, ResponseGuard)]))
-        self._responds: dict[str | None, bool] = {}
+        self.events = events if events is not None else EventBus()
+        self.clock = clock
+        self._request: tuple[RequestGuard, ...] = tuple(
+            g for g in guards if hasattr(g, "on_request")
+        )  # type: ignore[misc]
+        self._reply: tuple[ReplyGuard, ...] = tuple(
+            g for g in reversed(guards) if hasattr(g, "on_message")
+        )  # type: ignore[misc]
+        self._end: tuple[EndGuard, ...] = tuple(
+            g for g in reversed(guards) if hasattr(g, "on_end")
+        )  # type: ignore[misc]
+        self._request_for: dict[str | None, tuple[RequestGuard, ...]] = {}
+        self._reply_for: dict[str | None, tuple[ReplyGuard, ...]] = {}
+        self._end_for: dict[str | None, tuple[EndGuard, ...]] = {}
 
-    @property
-    def has_response_guards(self) -> bool:
-        return bool(self._response)
+    # -- which guards take part in what -------------------------------------------------
 
-    def responds_to(self, method: str | None) -> bool:
-        """Whether any response guard applies to replies to ``method``."""
-        cached = self._responds.get(method)
-        if cached is None:
-            cached = any(_applies(_response_methods(g), method) for g in self._response)
-            self._responds[method] = cached
-        return cached
+    def _requests(self, method: str | None) -> tuple[RequestGuard, ...]:
+        found = self._request_for.get(method)
+        if found is None:
+            found = tuple(g for g in self._request if _applies(g.methods, method))
+            self._request_for[method] = found
+        return found
 
-    async def check_request(self, ctx: CallContext, message: Message) -> Message:
-        """Run the request guards in order.
+    def _replies(self, method: str | None) -> tuple[ReplyGuard, ...]:
+        found = self._reply_for.get(method)
+        if found is None:
+            found = tuple(g for g in self._reply if _applies(_reply_methods(g), method))
+            self._reply_for[method] = found
+        return found
+
+    def _ends(self, method: str | None) -> tuple[EndGuard, ...]:
+        found = self._end_for.get(method)
+        if found is None:
+            found = tuple(g for g in self._end if _applies(g.methods, method))
+            self._end_for[method] = found
+        return found
+
+    def watches_replies(self, method: str | None) -> bool:
+        """Whether any guard takes part in the reply phase of calls to ``method``."""
+        return bool(self._replies(method))
+
+    # -- the phases ------------------------------------------------------------------------
+
+    async def begin(self, ctx: CallContext, message: Message, *, request_bytes: int = 0) -> Call:
+        """Run the request phase and return the call in flight.
+
+        On a denial the call is ended (outcome ``denied``) before the error is raised,
+        so end hooks still run exactly once.
+
+        Raises:
+            WardgateError: a guard denied the call, or failed (closed).
+        """
+        call = Call(ctx, message, self, self.clock, request_bytes)
+        for guard in self._requests(message.method):
+            try:
+                message = await _run(call, guard, guard.on_request(call, message), message)
+            except WardgateError as exc:
+                call.failed(exc, guard=guard.name)
+                await call.end(exc.http_status)
+                raise
+        call.request = message
+        return call
+
+    def failed_before_start(self, ctx: CallContext, message: Message, exc: WardgateError) -> Call:
+        """A call that could not even be routed (e.g. an unknown tool): ready to end."""
+        call = Call(ctx, message, self, self.clock)
+        call.failed(exc)
+        return call
+
+    async def run_reply(self, call: Call, message: Message) -> Message | None:
+        """The reply phase for one message (see the module docstring for matching).
 
         Raises:
             WardgateError: a guard denied the message, or failed (closed).
         """
-        for guard in self._request:
-            if _applies(guard.methods, message.method):
-                message = await _run(ctx, guard, guard.check_request(ctx, message), message)
-        return message
+        call_method = call.request.method
+        if message.kind == "request" or call_method == LISTEN:
+            guards = self._replies(message.method)
+        else:
+            guards = self._replies(call_method)
+        current: Message | None = message
+        for guard in guards:
+            if current is None:
+                return None
+            current = await _run(call, guard, guard.on_message(call, current), current)
+        return current
 
-    async def check_response(
-        self, ctx: CallContext, request: Message | None, message: Message
-    ) -> Message:
-        """Run the response guards in reverse order.
-
-        Raises:
-            WardgateError: a guard denied the message, or failed (closed).
-        """
-        method = request.method if request is not None else message.method
-        for guard in self._response:
-            if _applies(_response_methods(guard), method):
-                step = guard.check_response(ctx, request, message)
-                message = await _run(ctx, guard, step, message)
-        return message
+    async def run_end(self, call: Call, outcome: Outcome) -> None:
+        for guard in self._ends(call.request.method):
+            try:
+                await guard.on_end(call, outcome)
+            except Exception:
+                log.exception(
+                    "end hook of guard %s failed",
+                    guard.name,
+                    extra={"decision_id": call.ctx.decision_id},
+                )
 
 
-async def _run(
-    ctx: CallContext,
-    guard: RequestGuard | ResponseGuard,
-    step: Awaitable[Message],
-    current: Message,
-) -> Message:
+async def _run(call: Call, guard: Guard, step: Awaitable[_T], current: _T) -> _T:
     """One guard step: denials pass through, any other failure denies unless fail-open."""
-    extra = {"decision_id": ctx.decision_id, "guard": guard.name}
+    ctx = call.ctx
     try:
         return await step
     except WardgateError as exc:
-        log.info("denied by %s: %s", guard.name, exc.detail, extra={**extra, "code": exc.code})
+        _decided(call, guard, exc, exc.detail)
         raise
     except Exception as exc:
         if guard.fail_open:
-            log.warning("guard %s failed open: %r", guard.name, exc, extra=extra)
+            log.warning(
+                "guard %s failed open: %r",
+                guard.name,
+                exc,
+                extra={"decision_id": ctx.decision_id, "guard": guard.name},
+            )
             return current
-        log.error("guard %s failed, denying: %r", guard.name, exc, extra=extra)
-        raise Denied(f"guard {guard.name} failed: {exc!r}") from exc
+        denial = Denied(f"guard {guard.name} failed: {exc!r}")
+        log.error(
+            "guard %s failed, denying: %r",
+            guard.name,
+            exc,
+            extra={"decision_id": ctx.decision_id, "guard": guard.name},
+        )
+        _decided(call, guard, denial, denial.detail)
+        raise denial from exc
+
+
+def _decided(call: Call, guard: Guard, exc: WardgateError, reason: str) -> None:
+    ctx = call.ctx
+    call.pipeline.events.emit(
+        GuardDecision(
+            ctx.decision_id,
+            ctx.route,
+            guard.name,
+            call.request.method,
+            ctx.target,
+            ctx.principal.subject,
+            False,
+            exc.code,
+            reason,
+        )
+    )

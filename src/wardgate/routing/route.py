@@ -1,37 +1,47 @@
 """A route: one MCP endpoint in front of one upstream, relayed transparently.
 
-The route is where a client message meets the guards and the upstream; it knows
-nothing of HTTP or stdio framing (that is the edge's job) and hands back a
-:class:`~wardgate.upstream.seam.Reply` whose events have passed the response guards.
-Several upstreams behind one endpoint are :class:`~wardgate.routing.federated.FederatedRoute`.
+The route is where a client call meets the guards and the upstream; it knows nothing
+of HTTP or stdio framing (that is the edge's job). :meth:`Route.begin` resolves which
+upstream serves a message and what it names, then runs the request phase; the other
+methods are the terminal step for a :class:`~wardgate.core.call.Call` that passed, and
+hand back a :class:`~wardgate.upstream.seam.Reply` whose every message has passed the
+reply phase. Several upstreams behind one endpoint are
+:class:`~wardgate.routing.federated.FederatedRoute`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from wardgate.core.pipeline import CallContext, Pipeline
-from wardgate.errors import UpstreamError, WardgateError
+from wardgate.core.call import Call
+from wardgate.core.context import CallContext
+from wardgate.core.pipeline import Pipeline
+from wardgate.errors import Denied, UpstreamError, WardgateError
+from wardgate.routing.isolation import Isolation, isolation_key
+from wardgate.routing.propagation import Propagation
 from wardgate.routing.sessions import GatewaySession, SessionStore
 from wardgate.upstream.seam import Event, Reply, Upstream, UpstreamSession
 from wardgate.wire.jsonrpc import JsonObject, Message, MessageKind, wardgate_error_response
-from wardgate.wire.mcp import (
-    H_PROTOCOL_VERSION,
-)
+from wardgate.wire.mcp import H_PROTOCOL_VERSION
 
 __all__ = ["Member", "Route"]
 
-log = logging.getLogger("wardgate.routing.route")
+log = logging.getLogger("wardgate.route")
+
+Reject = Callable[[JsonObject, WardgateError], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """An upstream as a route sees it: its name prefix (federated routes only)."""
+    """An upstream as a route sees it: its name prefix (federated routes only) and
+    what of the call's context travels to it."""
 
     prefix: str
     upstream: Upstream
+    propagation: Propagation = Propagation()
 
 
 def _result(message: JsonObject | None) -> JsonObject | None:
@@ -39,6 +49,12 @@ def _result(message: JsonObject | None) -> JsonObject | None:
         return None
     result = message.get("result")
     return result if isinstance(result, dict) else None
+
+
+def _kind(raw: JsonObject) -> MessageKind:
+    if "method" not in raw:
+        return "response"
+    return "request" if "id" in raw else "notification"
 
 
 async def _final(reply: Reply) -> JsonObject:
@@ -75,6 +91,7 @@ class Route:
         sessions: SessionStore,
         *,
         separator: str = "__",
+        isolation: Isolation = "tenant",
     ) -> None:
         if not members:
             raise ValueError("a route needs at least one upstream")
@@ -83,12 +100,16 @@ class Route:
         self.pipeline = pipeline
         self.sessions = sessions
         self.separator = separator
+        self.isolation: Isolation = isolation
 
     # -- helpers ---------------------------------------------------------------
 
-    def _session(self, session: GatewaySession | None, index: int) -> UpstreamSession:
+    def _session(
+        self, call: Call | None, session: GatewaySession | None, index: int
+    ) -> UpstreamSession:
         if session is None:
-            return self.members[index].upstream.shared_session()
+            key = "" if call is None else isolation_key(call.ctx.principal, self.isolation)
+            return self.members[index].upstream.shared_session(key)
         up = session.upstreams.get(index)
         if up is None:
             raise UpstreamError(f"upstream {self.members[index].prefix} is not in this session")
@@ -102,15 +123,44 @@ class Route:
             out[H_PROTOCOL_VERSION] = session.versions[index]
         return out
 
+    def _outbound(
+        self, call: Call, raw: JsonObject, headers: dict[str, str], index: int
+    ) -> JsonObject:
+        """What of the call's context travels upstream, by the member's config."""
+        propagation = self.members[index].propagation
+        if not propagation:
+            return raw
+        return propagation.apply(call.ctx, raw, headers)
+
+    def _rejecter(
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str], index: int
+    ) -> Reject:
+        """Answer a refused server-to-client request upstream, so it never hangs there."""
+
+        async def reject(raw: JsonObject, exc: WardgateError) -> None:
+            answer = wardgate_error_response(raw.get("id"), exc, call.ctx.decision_id)
+            try:
+                await self._session(call, session, index).post(
+                    answer, self._headers(headers, session, index)
+                )
+            except WardgateError as failure:
+                log.info(
+                    "could not refuse a server request upstream: %s",
+                    failure.detail,
+                    extra={"decision_id": call.ctx.decision_id},
+                )
+
+        return reject
+
     def _guarded(
         self,
-        ctx: CallContext,
-        request: Message | None,
+        call: Call,
         reply: Reply,
+        reject: Reject | None = None,
         retag: Callable[[Event], Event] | None = None,
     ) -> Reply:
         return Reply(
-            self._guard_events(ctx, request, reply, retag),
+            self._guard_events(call, reply, reject, retag),
             status=reply.status,
             streaming=reply.streaming,
             headers=reply.headers,
@@ -118,73 +168,116 @@ class Route:
 
     async def _guard_events(
         self,
-        ctx: CallContext,
-        request: Message | None,
+        call: Call,
         reply: Reply,
+        reject: Reject | None,
         retag: Callable[[Event], Event] | None,
     ) -> AsyncIterator[Event]:
-        request_id = request.id if request is not None else None
+        """Every message of a reply through the call's reply phase, then retagged."""
+        request_id = call.request.id
+        decision_id = call.ctx.decision_id
         try:
             async for event in reply.events:
-                if retag is not None:
-                    event = retag(event)
                 raw = event.message
-                if raw is None or not self.pipeline.has_response_guards:
-                    yield event
-                    continue
-                kind: MessageKind = (
-                    "response"
-                    if "method" not in raw
-                    else ("request" if "id" in raw else "notification")
-                )
-                message = Message(raw, kind)
-                try:
-                    message = await self.pipeline.check_response(ctx, request, message)
-                except WardgateError as exc:
-                    if kind == "response":
-                        yield Event(wardgate_error_response(request_id, exc, ctx.decision_id))
-                        return
-                    continue  # a denied notification or server request is dropped
-                yield Event(message.raw, event.event_id, event.retry_ms)
+                if raw is not None:
+                    message = Message(raw, _kind(raw))
+                    try:
+                        out = await call.message(message)
+                    except WardgateError as exc:
+                        if message.kind == "response":
+                            yield Event(wardgate_error_response(request_id, exc, decision_id))
+                            return
+                        if message.kind == "request" and reject is not None:
+                            await reject(raw, exc)
+                        continue  # a denied notification or server request is dropped
+                    if out is None:
+                        if message.kind == "request" and reject is not None:
+                            await reject(raw, Denied("a guard dropped the server request"))
+                        continue
+                    if out is not message:
+                        event = Event(out.raw, event.event_id, event.retry_ms)
+                yield event if retag is None else retag(event)
         except WardgateError as exc:
+            call.failed(exc)
             log.warning(
                 "upstream failed mid-stream: %s",
                 exc.detail,
-                extra={"decision_id": ctx.decision_id, "route": self.name},
+                extra={"decision_id": decision_id, "route": self.name},
             )
-            if request is not None and request.kind == "request":
-                yield Event(wardgate_error_response(request_id, exc, ctx.decision_id))
+            if call.request.kind == "request":
+                yield Event(wardgate_error_response(request_id, exc, decision_id))
         finally:
             await reply.aclose()
+
+    # -- the request phase -----------------------------------------------------
+
+    async def resolve(
+        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> tuple[int | None, str | None]:
+        """Which member serves ``message`` and the name or URI it names there.
+
+        Raises:
+            WardgateError: the message names nothing this route serves.
+        """
+        return 0, message.target_name
+
+    async def begin(
+        self,
+        ctx: CallContext,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+        *,
+        request_bytes: int = 0,
+    ) -> Call:
+        """Resolve the message, then run the request phase: the call in flight.
+
+        Raises:
+            WardgateError: the message cannot be routed, or a guard denied it (the
+                call has ended either way).
+        """
+        try:
+            index, target = await self.resolve(message, session, headers)
+        except WardgateError as exc:
+            call = self.pipeline.failed_before_start(ctx, message, exc)
+            await call.end(exc.http_status)
+            raise
+        upstream = self.members[index].upstream.name if index is not None else None
+        if upstream != ctx.upstream or target != ctx.target:
+            ctx = dataclasses.replace(ctx, upstream=upstream, target=target)
+        call = await self.pipeline.begin(ctx, message, request_bytes=request_bytes)
+        call.state["route.member"] = index
+        return call
 
     # -- handshake -------------------------------------------------------------
 
     async def initialize(
-        self, ctx: CallContext, message: Message, headers: Mapping[str, str]
+        self, call: Call, headers: Mapping[str, str]
     ) -> tuple[GatewaySession | None, Reply]:
         """Open a client session with the upstream, relaying its answer unchanged.
 
         Raises:
-            WardgateError: a guard denied the handshake, or the upstream failed.
+            WardgateError: the upstream failed.
         """
-        message = await self.pipeline.check_request(ctx, message)
-        up_session, events, final = await self._open_one(0, message, headers)
+        up_session, events, final = await self._open_one(call, 0, headers)
         result = _result(final)
         if result is None:
             await up_session.close()
-            return None, self._guarded(ctx, message, Reply(_replay(events)))
+            return None, self._guarded(call, Reply(_replay(events)))
         version = str(result.get("protocolVersion", ""))
-        session = self._new_session(ctx, {0: up_session}, {0: version}, version)
+        session = self._new_session(call.ctx, {0: up_session}, {0: version}, version)
         await self.sessions.add(session)
         reply = Reply(_replay(events), streaming=any(e.event_id for e in events))
-        return session, self._guarded(ctx, message, reply)
+        return session, self._guarded(call, reply, self._rejecter(call, session, headers, 0))
 
     async def _open_one(
-        self, index: int, message: Message, headers: Mapping[str, str]
+        self, call: Call, index: int, headers: Mapping[str, str]
     ) -> tuple[UpstreamSession, list[Event], JsonObject]:
         up_session = await self.members[index].upstream.open_session()
         try:
-            reply = await up_session.request(message.raw, headers)
+            out = dict(headers)
+            raw = self._outbound(call, call.request.raw, out, index)
+            reply = await up_session.request(raw, out)
             events = [event async for event in reply.events]
         except BaseException:
             await up_session.close()
@@ -215,70 +308,41 @@ class Route:
         self.sessions.pop(session.id)
         await session.close()
 
-    # -- requests --------------------------------------------------------------
+    # -- the terminal steps ----------------------------------------------------
 
     async def request(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
     ) -> Reply:
-        """Send a client request through the guards to its upstream.
+        """Send a request that passed the guards to its upstream.
 
         Raises:
-            WardgateError: a guard denied the request, or it cannot be routed.
+            WardgateError: the upstream failed before replying.
         """
-        message = await self.pipeline.check_request(ctx, message)
-        return await self._dispatch(ctx, message, session, headers)
-
-    async def _dispatch(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> Reply:
-        """The terminal step for a request that passed the guards."""
-        reply = await self._session(session, 0).request(
-            message.raw, self._headers(headers, session, 0)
-        )
-        if not reply.streaming and not self.pipeline.responds_to(message.method):
-            return reply  # one JSON message, read whole, that no guard wants to see
-        return self._guarded(ctx, message, reply)
+        out = self._headers(headers, session, 0)
+        raw = self._outbound(call, call.request.raw, out, 0)
+        reply = await self._session(call, session, 0).request(raw, out)
+        return self._guarded(call, reply, self._rejecter(call, session, headers, 0))
 
     async def post(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
     ) -> int:
-        """Deliver a client notification or response; returns the status (202).
+        """Deliver a client notification or response that passed the guards (202).
 
         Raises:
-            WardgateError: a guard denied it.
+            WardgateError: the upstream failed.
         """
-        message = await self.pipeline.check_request(ctx, message)
-        return await self._deliver(ctx, message, session, headers)
-
-    async def _deliver(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> int:
-        """The terminal step for a notification or response that passed the guards."""
-        return await self._session(session, 0).post(message.raw, self._headers(headers, session, 0))
+        out = self._headers(headers, session, 0)
+        return await self._session(call, session, 0).post(call.request.raw, out)
 
     async def listen(
-        self, ctx: CallContext, session: GatewaySession, headers: Mapping[str, str]
+        self, call: Call, session: GatewaySession, headers: Mapping[str, str]
     ) -> Reply | None:
         """Open the standalone server-to-client stream of a session.
 
         Raises:
             WardgateError: the upstream refused or failed.
         """
-        reply = await self._session(session, 0).listen(self._headers(headers, session, 0))
-        return None if reply is None else self._guarded(ctx, None, reply)
+        reply = await self._session(call, session, 0).listen(self._headers(headers, session, 0))
+        if reply is None:
+            return None
+        return self._guarded(call, reply, self._rejecter(call, session, headers, 0))

@@ -120,7 +120,7 @@ class HttpUpstream:
     async def open_session(self) -> HttpSession:
         return HttpSession(self, stateless=False)
 
-    def shared_session(self) -> HttpSession:
+    def shared_session(self, key: str = "") -> HttpSession:
         if self._shared is None:
             raise UpstreamError(f"upstream {self.name} is not started")
         return self._shared

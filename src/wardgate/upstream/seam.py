@@ -104,6 +104,11 @@ class Upstream(Protocol):
         """A fresh session, for one handshake-era client session."""
         ...
 
-    def shared_session(self) -> UpstreamSession:
-        """The pooled session used for stateless (2026) requests."""
+    def shared_session(self, key: str = "") -> UpstreamSession:
+        """The pooled session used for stateless (2026) requests.
+
+        ``key`` names the group of callers that may share a stateful session (see
+        :mod:`wardgate.routing.isolation`); upstreams without per-session state (HTTP)
+        ignore it.
+        """
         ...

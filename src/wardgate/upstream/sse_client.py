@@ -69,7 +69,7 @@ class SseUpstream:
         self._sessions.add(session)
         return session
 
-    def shared_session(self) -> SseSession:
+    def shared_session(self, key: str = "") -> SseSession:
         if self._shared is None:
             raise UpstreamError(f"upstream {self.name} is not started")
         return self._shared

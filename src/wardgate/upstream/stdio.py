@@ -65,7 +65,7 @@ class StdioUpstream:
         self._sessions.add(session)
         return session
 
-    def shared_session(self) -> StdioSession:
+    def shared_session(self, key: str = "") -> StdioSession:
         if self._shared is None:
             raise UpstreamError(f"upstream {self.name} is not started")
         return self._shared

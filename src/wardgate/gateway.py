@@ -75,7 +75,10 @@ class Gateway:
         self.config = config
         boxes = dict(sandboxes or {"insecure-none": PlainProcessRunner()})
         self.sessions = SessionStore(
-            idle_timeout=config.server.session_idle_seconds, max_sessions=config.server.max_sessions
+            idle_timeout=config.server.session_idle_seconds,
+            max_sessions=config.server.max_sessions,
+            max_per_principal=config.server.max_sessions_per_principal,
+            sweep_interval=config.server.session_sweep_seconds,
         )
         self.upstreams = {
             name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
@@ -129,6 +132,7 @@ class Gateway:
         )
 
     async def start(self) -> None:
+        await self.sessions.start()
         if self.auth is not None:
             await self.auth.start()
         for upstream in self.upstreams.values():

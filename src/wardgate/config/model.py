@@ -39,6 +39,13 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     session_idle_seconds: float = Field(1800.0, gt=0)
     max_sessions: int = Field(10_000, ge=1)
+    #: Handshake-era sessions (and, separately, legacy SSE streams) one principal may hold.
+    max_sessions_per_principal: int = Field(100, ge=1)
+    #: How often idle sessions and legacy SSE streams are swept.
+    session_sweep_seconds: float = Field(60.0, gt=0, le=3600)
+    #: Browser origins (exact ``scheme://host[:port]``) allowed cross-origin (CORS).
+    #: Empty: none.
+    cors_origins: tuple[str, ...] = ()
     #: Answer legacy HTTP+SSE (2024-11-05) clients on /sse/{route}.
     legacy_sse: bool = True
     #: Terminate TLS here (TLS 1.3, AES-256-GCM, X25519, SNI enforced by default).

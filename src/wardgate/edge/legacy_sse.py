@@ -19,7 +19,7 @@ from wardgate.edge.asgi import Receive, Scope, Send, read_body, send_empty, send
 from wardgate.errors import ProtocolError, SessionNotFound, WardgateError
 from wardgate.identity.principal import BindingKey
 from wardgate.routing.route import Route
-from wardgate.routing.sessions import GatewaySession
+from wardgate.routing.sessions import ChannelLease, GatewaySession, TooManySessions
 from wardgate.upstream.seam import Reply
 from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
 from wardgate.wire.mcp import H_PROTOCOL_VERSION
@@ -34,8 +34,13 @@ _QUEUE = 1024
 
 @dataclasses.dataclass(slots=True)
 class _Channel:
+    """One legacy SSE stream: a place in the session store's channel table, kept by use."""
+
     id: str
     owner: BindingKey
+    lease: ChannelLease
+    #: Set when the stream must end: the sweeper found it idle, or the gateway stops.
+    ended: asyncio.Event
     queue: asyncio.Queue[bytes | None] = dataclasses.field(
         default_factory=lambda: asyncio.Queue(maxsize=_QUEUE)
     )
@@ -66,35 +71,52 @@ class LegacySseEndpoint:
             else:
                 await send_empty(send, 405, [(b"allow", b"GET" if kind == "sse" else b"POST")])
         except WardgateError as exc:
+            extra = exc.headers() if isinstance(exc, TooManySessions) else []
             await send_json(
-                send, exc.http_status, wardgate_error_response(None, exc, ctx.decision_id)
+                send, exc.http_status, wardgate_error_response(None, exc, ctx.decision_id), extra
             )
 
     async def _stream(self, receive: Receive, send: Send, ctx: CallContext) -> None:
-        channel = _Channel(secrets.token_urlsafe(32), ctx.principal.binding_key)
+        ended = asyncio.Event()
+        # The place is taken before the stream starts, so a refusal is a plain 503.
+        lease = await self.route.sessions.open_channel(ctx.principal.binding_key, ended.set)
+        channel = _Channel(secrets.token_urlsafe(32), ctx.principal.binding_key, lease, ended)
         self._channels[channel.id] = channel
-        endpoint = f"/messages/{self.route.name}?session_id={channel.id}".encode()
-        await sse_start(send)
-        await send(
-            {
-                "type": "http.response.body",
-                "body": encode_event(endpoint, event="endpoint"),
-                "more_body": True,
-            }
-        )
-
-        async def pump_out() -> None:
-            while (chunk := await channel.queue.get()) is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        writer = asyncio.create_task(pump_out())
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    break
+            endpoint = f"/messages/{self.route.name}?session_id={channel.id}".encode()
+            await sse_start(send)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": encode_event(endpoint, event="endpoint"),
+                    "more_body": True,
+                }
+            )
+
+            async def pump_out() -> None:
+                while (chunk := await channel.queue.get()) is not None:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+            async def client_gone() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+
+            waiters = {
+                asyncio.create_task(pump_out()),
+                asyncio.create_task(client_gone()),
+                asyncio.create_task(ended.wait()),
+            }
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if ended.is_set():
+                # Idle (or shutting down): finish the response so the client sees the end.
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            writer.cancel()
+            lease.release()
             self._channels.pop(channel.id, None)
             for task in channel.tasks:
                 task.cancel()
@@ -113,6 +135,10 @@ class LegacySseEndpoint:
         channel = self._channels.get((query.get("session_id") or [""])[0])
         if channel is None or channel.owner != ctx.principal.binding_key:
             raise SessionNotFound("unknown legacy SSE session")
+        # Every message keeps the stream, and the session behind it, alive.
+        channel.lease.touch()
+        if channel.session is not None:
+            self.route.sessions.touch(channel.session)
         body = await read_body(receive, self.max_body, headers.get("content-length"))
         message = parse_message(body)
         task = asyncio.create_task(self._handle(channel, message, ctx))

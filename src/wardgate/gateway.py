@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 
 from wardgate.config.identity import RouteAuthConfig
@@ -41,12 +40,9 @@ log = logging.getLogger("wardgate")
 def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sandbox]) -> Upstream:
     """Make the upstream object a config entry describes (no I/O).
 
-    Raises:
-        ConfigError: the stdio command cannot be found.
+    The stdio command was checked when the config was validated (with its line).
     """
     if isinstance(config, StdioUpstreamConfig):
-        if shutil.which(config.command[0]) is None:
-            raise ConfigError(f"upstreams.{name}.command: {config.command[0]!r} not found on PATH")
         return StdioUpstream(
             name,
             config.command,

@@ -16,6 +16,7 @@ from wardgate.config.model import (
 from wardgate.core.pipeline import Pipeline, RequestGuard, ResponseGuard
 from wardgate.edge.app import EdgeApp
 from wardgate.edge.auth import EdgeAuth
+from wardgate.edge.cors import CorsPolicy
 from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
@@ -125,6 +126,7 @@ class Gateway:
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
             self.auth,
             self.jwe,
+            CorsPolicy(server.cors_origins),
         )
 
     async def start(self) -> None:

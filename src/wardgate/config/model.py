@@ -70,6 +70,24 @@ class ServerConfig(_Strict):
             raise ValueError("host must not be empty")
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or "@" in parts.netloc
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port]); wildcards are refused"
+                )
+        return value
+
     @property
     def loopback(self) -> bool:
         if self.host == "localhost":

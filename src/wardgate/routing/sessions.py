@@ -43,12 +43,8 @@ class TooManySessions(WardgateError):
 
     def __init__(self, detail: str = "", *, retry_after: int = 60) -> None:
         super().__init__(detail)
-        #: Seconds a client should wait before trying again (``Retry-After``).
+        #: Seconds a client should wait before trying again (the edge sends ``Retry-After``).
         self.retry_after = max(1, retry_after)
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """The HTTP headers to send with the refusal."""
-        return [(b"retry-after", str(self.retry_after).encode())]
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from wardgate.policy.cedar import CedarEngine
 from wardgate.policy.engine import PolicyLintError, PolicyLoadError
 from wardgate.policy.model import Action, PolicyContext, PolicyInput, Resource, Subject
 
+CALL = 'permit (principal, action == Wardgate::Action::"tools/call", resource)'
 READ = """
 @id("read") @max_result_bytes("100") @redact("ssn")
 permit (principal in Wardgate::Group::"staff", action == Wardgate::Action::"tools/call", resource)
@@ -52,8 +53,9 @@ async def test_a_batch_keeps_inputs_that_share_a_target_apart() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        'permit (principal, action == Wardgate::Action::"tools/call", resource) when { resource.colour == "red" };',
-        'permit (principal, action == Wardgate::Action::"frobnicate", resource) when { resource.kind == "tool" };',
+        f'{CALL} when {{ resource.colour == "red" }};',
+        'permit (principal, action == Wardgate::Action::"frobnicate", resource)'
+        ' when { resource.kind == "tool" };',
         "permit (principal, action, resource",
         "",
     ],

@@ -17,7 +17,8 @@ SCOPED = 'permit (principal, action == Wardgate::Action::"tools/call", resource)
         ('permit (principal, action, resource in Wardgate::Upstream::"crm");', 1),
         (f'{SCOPED} when {{ resource.name == "read_record" }};', 0),
         (
-            'permit (principal, action, resource) when { action == Wardgate::Action::"ping" && resource.kind == "none" };',
+            "permit (principal, action, resource) when "
+            '{ action == Wardgate::Action::"ping" && resource.kind == "none" };',
             0,
         ),
         ("forbid (principal, action, resource);", 0),  # a forbid grants nothing

@@ -83,14 +83,15 @@ def lint_cedar(policies: str | cedarpy.PolicySet) -> list[LintFinding]:
     return findings
 
 
+_RULES = "(allow|allowed|decision)"
 _ALWAYS = [
-    re.compile(r"^(?:default\s+)?(allow|allowed)\s*:?=\s*true$"),
-    re.compile(r"^(allow|allowed)\s*(?:if\s*)?\{\s*(?:true\s*)?\}$"),
-    re.compile(r"^(allow|allowed)\s+if\s+true$"),
-    re.compile(r"^(allow|allowed)$"),
-    re.compile(r'^(decision)\s*:?=\s*\{\s*"allow"\s*:\s*true\s*\}$'),
+    re.compile(rf"^(?:default\s+)?{_RULES}\s*:?=\s*true$"),
+    re.compile(rf"^{_RULES}\s*(?:if\s*)?\{{\s*(?:true\s*)?\}}$"),
+    re.compile(rf"^{_RULES}\s+if\s+true$"),
+    re.compile(rf"^{_RULES}$"),
+    re.compile(rf'^(?:default\s+)?{_RULES}\s*:?=\s*\{{\s*"allow"\s*:\s*true\s*\}}$'),
 ]
-_OPENS = re.compile(r"^(allow|allowed)\s*(?:if\s*)?\{$")
+_OPENS = re.compile(rf"^{_RULES}\s*(?:if\s*)?\{{$")
 _REGO_EXCEPTION = re.compile(r"#\s*wardgate:exception\s+\S")
 
 

@@ -89,7 +89,10 @@ class RegoEngine:
         output = self._rego.query_bundle_entrypoint(self._bundle, self._entrypoint)
         if not output.ok():
             raise RuntimeError(f"rego evaluation failed: {str(output)[:300]}")
-        parsed = json.loads(str(output))
+        text = str(output)
+        if text == "undefined":
+            return None
+        parsed = json.loads(text)
         expressions = parsed.get("expressions") if isinstance(parsed, dict) else None
         return expressions[0] if expressions else None
 

@@ -92,15 +92,27 @@ async def test_policies_are_parsed_once_not_per_call(monkeypatch: pytest.MonkeyP
     seen: list[object] = []
     real_batch = cedarpy.is_authorized_batch
 
-    def batch(requests: list[dict[str, object]], policies: object, *a: object) -> object:
+    def batch(requests: list[dict[str, object]], policies: object, **kw: object) -> object:
         seen.append(policies)
-        return real_batch(requests, policies, *a)  # type: ignore[arg-type]
+        return real_batch(requests, policies, **kw)  # type: ignore[arg-type]
+
+    deltas: list[str] = []
+    real_delta = cedarpy.Entities.with_added_json_str
+
+    def delta(self: cedarpy.Entities, text: str, schema: object = None) -> cedarpy.Entities:
+        deltas.append(text)
+        return real_delta(self, text)
 
     monkeypatch.setattr(cedarpy, "is_authorized_batch", batch)
+    monkeypatch.setattr(cedarpy.Entities, "with_added_json_str", delta)
     for _ in range(3):
         assert (await engine.evaluate(_input())).allowed
     assert parsed == []
     assert all(isinstance(p, cedarpy.PolicySet) for p in seen) and len(seen) == 3
+    # The same caller on the same target: its entity delta is parsed once.
+    assert len(deltas) == 1
+    assert not (await engine.evaluate(_input("globex"))).allowed
+    assert len(deltas) == 2
 
 
 async def test_a_cedar_failure_denies(monkeypatch: pytest.MonkeyPatch) -> None:

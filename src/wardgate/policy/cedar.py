@@ -37,6 +37,8 @@ _SUBJECT, _TARGET, _GROUP, _UPSTREAM = (
     f"{NS}::{t}" for t in ("Subject", "Target", "Group", "Upstream")
 )
 _ACTION = f"{NS}::Action"
+#: Parsed entity deltas kept per (subject, target): bounded, dropped oldest half.
+_MAX_DELTAS = 4096
 
 
 def default_schema() -> str:
@@ -134,6 +136,7 @@ class CedarEngine:
             raise PolicyLoadError(f"cedar: entities: {exc}") from exc
         self._ids, self._obligations = self._annotations()
         self._cache = DecisionCache()
+        self._deltas: dict[tuple[object, ...], cedarpy.Entities] = {}
 
     def _annotations(self) -> tuple[dict[str, str], dict[str, DecisionObligations]]:
         tree = self._policies.to_pst()
@@ -173,6 +176,20 @@ class CedarEngine:
                 obligations = obligations.merge(extra)
         return PolicyDecision(True, reasons, obligations, self.revision, self.name)
 
+    def _authorize_one(self, i: PolicyInput) -> PolicyDecision:
+        # The entity delta (subject and target) of a repeated call is reused: the
+        # same caller on the same tool parses nothing at all.
+        key = (i.subject, i.action.kind, i.action.name, i.action.upstream, i.resource)
+        entities = self._deltas.get(key)
+        if entities is None:
+            delta = json.dumps([_subject_entity(i), _target_entity(i)])
+            entities = self._entities.with_added_json_str(delta)
+            if len(self._deltas) >= _MAX_DELTAS:
+                for old in list(self._deltas)[: _MAX_DELTAS // 2]:
+                    del self._deltas[old]
+            self._deltas[key] = entities
+        return self._decide(cedarpy.is_authorized(_request(i), self._policies, entities))
+
     def _authorize(self, inputs: Sequence[PolicyInput]) -> list[PolicyDecision]:
         # One entity per uid: an input whose subject or target differs from one
         # already in this batch under the same uid goes to a batch of its own.
@@ -203,7 +220,7 @@ class CedarEngine:
     async def evaluate(self, policy_input: PolicyInput) -> PolicyDecision:
         """Decide one input; a Cedar failure denies (or allows, named fail-open)."""
         try:
-            return self._authorize((policy_input,))[0]
+            return self._authorize_one(policy_input)
         except Exception as exc:
             return failure_decision(self.name, self.revision, exc, fail_open=self.fail_open)
 

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from wardgate.policy.model import PolicyInput
 from wardgate.telemetry.events import GatewayEvent
 
-__all__ = ["PolicyDecided", "redact_input"]
+__all__ = ["PolicyDecided", "redact_input", "redact_value"]
 
 _SECRET_KEY = re.compile(
     r"(?i)(pass(word)?|secret|token|api[_-]?key|authorization|cookie|credential|private)"
@@ -25,14 +26,27 @@ _SECRET_VALUE = re.compile(
 REDACTED = "[REDACTED]"
 
 
-def redact_input(value: Any) -> Any:
+def redact_input(policy_input: PolicyInput) -> dict[str, Any]:
+    """The input as JSON for the log, secrets masked.
+
+    Only the operator-mapped resource attributes and the client address can carry
+    caller-chosen strings; the rest comes from the verified token and the route.
+    """
+    doc = policy_input.to_json()
+    resource = doc["resource"]
+    resource["attributes"] = redact_value(resource["attributes"])
+    doc["subject"]["id"] = redact_value(doc["subject"]["id"])
+    return doc
+
+
+def redact_value(value: Any) -> Any:
     """A copy of a JSON value with credential-named keys and token-shaped values masked."""
     if isinstance(value, Mapping):
         return {
-            k: REDACTED if _SECRET_KEY.search(str(k)) else redact_input(v) for k, v in value.items()
+            k: REDACTED if _SECRET_KEY.search(str(k)) else redact_value(v) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact_input(v) for v in value]
+        return [redact_value(v) for v in value]
     if isinstance(value, str) and _SECRET_VALUE.match(value):
         return REDACTED
     return value

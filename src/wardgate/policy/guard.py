@@ -91,8 +91,11 @@ class PolicyGuard:
         items: int = 0,
         hidden: int = 0,
     ) -> None:
+        events = call.pipeline.events
+        if not events.sinks:
+            return  # nobody listens: do not pay for building the event
         ctx = call.ctx
-        call.pipeline.events.emit(
+        events.emit(
             PolicyDecided(
                 ctx.decision_id,
                 ctx.route,
@@ -104,7 +107,7 @@ class PolicyGuard:
                 ctx.principal.tenant,
                 decision.allowed,
                 decision.reasons,
-                redact_input(policy_input.to_json()),
+                redact_input(policy_input),
                 round((self._clock() - started) * 1000, 4),
                 decision.error,
                 items,

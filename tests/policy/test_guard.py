@@ -13,7 +13,7 @@ from wardgate.core.pipeline import Pipeline
 from wardgate.errors import Denied, UnknownTarget, WardgateError
 from wardgate.identity.principal import Principal
 from wardgate.policy.events import PolicyDecided
-from wardgate.policy.guard import PolicyGuard
+from wardgate.policy.guard import PolicyGuard, federated_names
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder, InputConfig
 from wardgate.telemetry.events import EventBus
@@ -207,3 +207,23 @@ async def test_notifications_pass_without_a_decision() -> None:
     call = await pipeline.begin(_ctx(ALICE), note)
     await call.end(202)
     assert sink.of("policy.decision") == []
+
+
+async def test_a_federated_list_is_decided_on_unprefixed_names_and_their_upstreams() -> None:
+    sink = Sink()
+    holder = PolicyHolder(example_engine("cedar"))
+    names = federated_names([("crm", "crm"), ("docs", "docs")])
+    pipeline = Pipeline(
+        [PolicyGuard(holder, InputBuilder(CONFIG), names=names)], events=EventBus([sink])
+    )
+    ctx = CallContext(route="all", principal=EDITOR, received_at=OFFICE, client_addr="10.0.0.5")
+    call = await pipeline.begin(ctx, _request("tools/list"))
+    listed = ["crm__read_record", "crm__update_record", "docs__update_record", "docs__search_docs"]
+    out = await call.message(_response({"tools": [{"name": n} for n in listed]}))
+    assert out is not None
+    # update_record is a write tool only where the crm upstream serves it.
+    assert [t["name"] for t in out.raw["result"]["tools"]] == [
+        "crm__read_record",
+        "crm__update_record",
+        "docs__search_docs",
+    ]

@@ -11,6 +11,7 @@ write_tools := {"update_record", "delete_record"}
 session_methods := {
 	"initialize", "ping", "server/discover", "tools/list", "prompts/list",
 	"resources/list", "resources/templates/list",
+	"tasks/get", "tasks/result", "tasks/list", "tasks/cancel",
 }
 
 subject := input.subject

@@ -16,7 +16,7 @@ use). Client notifications pass: the core scopes them to their sender.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wardgate.core.call import Call
@@ -25,9 +25,10 @@ from wardgate.policy.events import PolicyDecided, redact_input
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder
 from wardgate.policy.model import PolicyDecision, PolicyInput
+from wardgate.routing.federation import split_name
 from wardgate.wire.jsonrpc import Message
 
-__all__ = ["LIST_ITEMS", "NameResolver", "PolicyGuard"]
+__all__ = ["LIST_ITEMS", "NameResolver", "PolicyGuard", "federated_names"]
 
 #: Result keys of list methods: (policy kind, field naming the item).
 LIST_ITEMS: dict[str, tuple[str, str]] = {
@@ -54,6 +55,27 @@ NameResolver = Callable[[Call, str, str], tuple[str | None, str]]
 
 def _same_upstream(call: Call, kind: str, name: str) -> tuple[str | None, str]:
     return call.ctx.upstream, name
+
+
+def federated_names(members: Sequence[tuple[str, str]], separator: str = "__") -> NameResolver:
+    """A resolver for a federated route whose members are ``(prefix, upstream)``.
+
+    Tools and prompts carry the member's prefix; a name no prefix claims belongs to
+    the member with the empty prefix, if any, else to no upstream (and the policy
+    decides it as such). Resource URIs are not prefixed: the call's upstream.
+    """
+    prefixes = [p for p, _ in members]
+
+    def resolve(call: Call, kind: str, name: str) -> tuple[str | None, str]:
+        if kind == "resource":
+            return call.ctx.upstream, name
+        found = split_name(name, prefixes, separator)
+        if found is None:
+            return None, name
+        index, bare = found
+        return members[index][1], bare
+
+    return resolve
 
 
 class PolicyGuard:

@@ -25,7 +25,7 @@ from wardgate.policy.engine import BundleRejected, PolicyLintError
 from wardgate.policy.events import PolicyDecided
 from wardgate.policy.guard import PolicyGuard
 from wardgate.policy.holder import PolicyHolder
-from wardgate.policy.registry import BundlePuller, registry_document
+from wardgate.policy.registry import BundlePuller, PullResult, registry_document
 from wardgate.telemetry.events import EventBus
 from wardgate.wire.jsonrpc import Message
 
@@ -185,3 +185,52 @@ async def test_the_registry_is_fetched_through_the_ssrf_guard(registry: Registry
         await strict.aclose()
     assert not result.swapped and result.error is not None and "FetchRefused" in result.error
     assert holder.revision == "none"
+
+
+async def test_a_reload_during_a_call_neither_drops_it_nor_mixes_policy_sets(
+    tmp_path: Path,
+) -> None:
+    sink = Sink()
+    holder = PolicyHolder()
+    holder.reload_dir(EXAMPLES / "cedar", revision="r1")
+    pipeline = Pipeline([PolicyGuard(holder)], events=EventBus([sink]))
+    ctx = CallContext(route="crm", principal=ALICE, received_at=1.0, upstream="crm")
+    call = await pipeline.begin(ctx, _list_call())  # decided by r1
+    # A broken candidate arrives mid-call: refused, r1 stays.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "p.cedar").write_text("permit (principal, action, resource);")
+    with pytest.raises(PolicyLintError):
+        holder.reload_dir(broken, revision="bad")
+    holder.reload_dir(EXAMPLES / "rego", revision="r2")  # a good one replaces it
+    reply = Message(
+        {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "read_record"}]}}, "response"
+    )
+    out = await call.message(reply)  # the call goes on, its reply decided by r2
+    await call.end(200)
+    assert out is not None and out.raw["result"]["tools"] == [{"name": "read_record"}]
+    revisions = [e.revision for e in sink.of("policy.decision") if isinstance(e, PolicyDecided)]
+    assert revisions == ["r1", "r2"]
+
+
+async def test_the_puller_runs_until_stopped(registry: Registry, fetcher: SafeFetcher) -> None:
+    import asyncio
+
+    holder = PolicyHolder()
+    registry.document = registry_document(build_bundle(EXAMPLES / "cedar", "r1", KEY))
+    stop = asyncio.Event()
+    puller = BundlePuller(holder, fetcher, registry.url, KEY.public_key())
+    pulled = asyncio.Event()
+    real = puller.pull
+
+    async def pull() -> PullResult:
+        result = await real()
+        pulled.set()
+        return result
+
+    puller.pull = pull  # type: ignore[method-assign]
+    task = asyncio.create_task(puller.run(3600, stop))
+    await asyncio.wait_for(pulled.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert holder.revision == "r1"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from wardgate.policy.engine import DenyAllEngine, PolicyEngine, PolicyLoadError
 
@@ -60,3 +61,15 @@ class PolicyHolder:
             raise
         self.swap(candidate)
         return candidate
+
+    def reload_dir(self, path: str | Path, *, revision: str | None = None) -> PolicyEngine:
+        """Load the policy set in directory ``path`` and swap it in if it builds.
+
+        Raises:
+            PolicyLoadError: the set does not load; the engine in force is unchanged.
+        """
+        from wardgate.policy.source import engine_from_files, read_policy_dir
+
+        return self.replace_with(
+            lambda: engine_from_files(read_policy_dir(path), revision=revision)
+        )

@@ -12,8 +12,10 @@ force, and a revision already in force is not rebuilt.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -89,3 +91,10 @@ class BundlePuller:
             return PullResult(False, self.holder.revision, error)
         self.holder.swap(engine)
         return PullResult(True, engine.revision)
+
+    async def run(self, interval_s: float, stop: asyncio.Event) -> None:
+        """Pull now, then every ``interval_s`` until ``stop`` is set."""
+        while not stop.is_set():
+            await self.pull()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)

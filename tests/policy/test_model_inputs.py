@@ -109,6 +109,17 @@ def test_the_request_rate_counts_per_subject_in_a_window() -> None:
     assert len(rates._seen) == 2
 
 
+def test_a_flood_from_one_subject_costs_one_bucket_per_second() -> None:
+    now = [0.0]
+    rates = RateTracker(60.0, 10, lambda: now[0])
+    for i in range(20_000):
+        now[0] = i / 1000  # 20 seconds of 1000 requests a second
+        count = rates.hit("flooder")
+    assert count == 20_000
+    assert len(rates._seen["flooder"]) == 20
+    assert rates.hit("polite") == 1  # another subject is counted apart
+
+
 def test_the_input_round_trips_through_json() -> None:
     got = InputBuilder(CONFIG).for_request(_ctx(), _call("read_record", {"id": 1}))
     assert PolicyInput.from_json(got.to_json()) == got

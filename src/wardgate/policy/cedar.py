@@ -37,8 +37,6 @@ _SUBJECT, _TARGET, _GROUP, _UPSTREAM = (
     f"{NS}::{t}" for t in ("Subject", "Target", "Group", "Upstream")
 )
 _ACTION = f"{NS}::Action"
-#: Parsed entity deltas kept per (subject, target): bounded, dropped oldest half.
-_MAX_DELTAS = 4096
 
 
 def default_schema() -> str:
@@ -137,6 +135,8 @@ class CedarEngine:
         self._ids, self._obligations = self._annotations()
         self._cache = DecisionCache()
         self._deltas: dict[tuple[object, ...], cedarpy.Entities] = {}
+        # Each kept delta holds the static entities too: fewer when those are many.
+        self._max_deltas = max(16, min(4096, 200_000 // (len(self._entities) + 2)))
 
     def _annotations(self) -> tuple[dict[str, str], dict[str, DecisionObligations]]:
         tree = self._policies.to_pst()
@@ -184,8 +184,8 @@ class CedarEngine:
         if entities is None:
             delta = json.dumps([_subject_entity(i), _target_entity(i)])
             entities = self._entities.with_added_json_str(delta)
-            if len(self._deltas) >= _MAX_DELTAS:
-                for old in list(self._deltas)[: _MAX_DELTAS // 2]:
+            if len(self._deltas) >= self._max_deltas:
+                for old in list(self._deltas)[: self._max_deltas // 2]:
                     del self._deltas[old]
             self._deltas[key] = entities
         return self._decide(cedarpy.is_authorized(_request(i), self._policies, entities))

@@ -72,33 +72,39 @@ class InputConfig:
 
 
 class RateTracker:
-    """Requests per subject in a sliding window; bounded in subjects (oldest dropped)."""
+    """Requests per subject in a sliding window, counted in one-second buckets.
+
+    Bounded twice over: at most ``max_subjects`` subjects (the least recently seen
+    is dropped) and at most one bucket per second of the window per subject, however
+    fast a subject sends.
+    """
 
     def __init__(self, window_s: float, max_subjects: int, clock: Callable[[], float]) -> None:
         self._window = window_s
         self._max = max_subjects
         self._clock = clock
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._seen: OrderedDict[str, deque[list[int]]] = OrderedDict()
 
     def hit(self, key: str) -> int:
         """Count one request for ``key``; return the count in the window, this one included."""
         now = self._clock()
-        times = self._seen.get(key)
-        if times is None:
-            times = deque()
-            self._seen[key] = times
+        second = int(now)
+        buckets = self._seen.get(key)
+        if buckets is None:
+            buckets = deque()
+            self._seen[key] = buckets
             if len(self._seen) > self._max:
                 self._seen.popitem(last=False)
         else:
             self._seen.move_to_end(key)
         horizon = now - self._window
-        while times and times[0] <= horizon:
-            times.popleft()
-        times.append(now)
-        # A window never holds more than this many stamps worth remembering.
-        if len(times) > 100_000:
-            times.popleft()
-        return len(times)
+        while buckets and buckets[0][0] <= horizon:
+            buckets.popleft()
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += 1
+        else:
+            buckets.append([second, 1])
+        return sum(count for _, count in buckets)
 
 
 class InputBuilder:

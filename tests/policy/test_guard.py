@@ -227,3 +227,28 @@ async def test_a_federated_list_is_decided_on_unprefixed_names_and_their_upstrea
         "crm__update_record",
         "docs__search_docs",
     ]
+
+
+async def test_the_demo_policy_says_what_it_allows() -> None:
+    from wardgate.identity.principal import ANONYMOUS
+    from wardgate.policy.demo import demo_engine
+
+    pipeline = Pipeline([PolicyGuard(PolicyHolder(demo_engine()))])
+    ctx = CallContext(route="demo", principal=ANONYMOUS, received_at=OFFICE)
+    for name in ("echo", "add", "utc_now"):
+        call = await pipeline.begin(CallContext(route="demo", target=name), _tool(name))
+        await call.end(200)
+    with pytest.raises(UnknownTarget):
+        await pipeline.begin(
+            CallContext(route="demo", target="delete_everything"), _tool("delete_everything")
+        )
+    call = await pipeline.begin(ctx, _request("tools/list"))
+    listed = [{"name": n} for n in ("echo", "add", "utc_now", "delete_everything")]
+    out = await call.message(_response({"tools": listed}))
+    assert out is not None and [t["name"] for t in out.raw["result"]["tools"]] == [
+        "echo",
+        "add",
+        "utc_now",
+    ]
+    with pytest.raises(Denied):  # another route is not the demo's
+        await pipeline.begin(CallContext(route="other"), _request("initialize"))

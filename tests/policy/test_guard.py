@@ -252,3 +252,41 @@ async def test_the_demo_policy_says_what_it_allows() -> None:
     ]
     with pytest.raises(Denied):  # another route is not the demo's
         await pipeline.begin(CallContext(route="other"), _request("initialize"))
+
+
+async def test_an_engine_failure_denies_with_an_event() -> None:
+    class Broken:
+        name = "broken"
+        revision = "b1"
+
+        async def evaluate(self, policy_input: Any) -> Any:
+            raise RuntimeError("engine bug")
+
+        async def evaluate_many(self, inputs: Any) -> Any:
+            raise RuntimeError("engine bug")
+
+    sink = Sink()
+    pipeline = Pipeline([PolicyGuard(PolicyHolder(Broken()))], events=EventBus([sink]))
+    with pytest.raises(Denied) as info:  # the pipeline fails the guard closed
+        await pipeline.begin(_ctx(ALICE), _request("initialize"))
+    assert info.value.code == "wardgate.denied"
+    assert [e.kind for e in sink.events] == ["guard.decision", "call.ended"]
+
+
+async def test_a_cedar_failure_is_a_deny_whose_event_carries_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cedarpy
+
+    pipeline, sink, _ = _setup()
+
+    def boom(*a: object, **k: object) -> object:
+        raise RuntimeError("cedar exploded")
+
+    monkeypatch.setattr(cedarpy, "is_authorized_batch", boom)
+    with pytest.raises(Denied):
+        await pipeline.begin(_ctx(ALICE), _request("initialize"))
+    (event,) = sink.of("policy.decision")
+    assert isinstance(event, PolicyDecided)
+    assert event.reasons == ("engine-failure",) and event.error is not None
+    assert "cedar exploded" in event.error

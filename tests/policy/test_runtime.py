@@ -35,6 +35,11 @@ async def test_no_policy_denies_everything() -> None:
     assert runtime.holder.engine.name == "none"
 
 
+async def test_the_named_engine_must_match_the_set() -> None:
+    with pytest.raises(PolicyLoadError):
+        await PolicyRuntime(PolicySettings(engine="rego", dir=str(EXAMPLES / "cedar"))).start()
+
+
 def test_two_sources_are_refused() -> None:
     with pytest.raises(PolicyLoadError):
         PolicyRuntime(PolicySettings(dir="x", opa_url="http://127.0.0.1:8181"))

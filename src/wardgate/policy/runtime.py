@@ -18,12 +18,13 @@ from typing import Literal
 
 from wardgate.net.fetch import SafeFetcher
 from wardgate.policy.bundle import load_public_key
-from wardgate.policy.engine import PolicyLoadError
+from wardgate.policy.engine import PolicyEngine, PolicyLoadError
 from wardgate.policy.guard import NameResolver, PolicyGuard
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder, InputConfig
 from wardgate.policy.opa import OpaEngine
 from wardgate.policy.registry import BundlePuller
+from wardgate.policy.source import engine_from_files, read_policy_dir
 
 __all__ = ["PolicyRuntime", "PolicySettings"]
 
@@ -98,7 +99,15 @@ class PolicyRuntime:
         """
         s = self.settings
         if s.dir is not None:
-            self.holder.reload_dir(Path(s.dir))
+            files = read_policy_dir(s.dir)
+
+            def build() -> PolicyEngine:
+                engine = engine_from_files(files, fail_open=s.fail_open)
+                if s.engine is not None and engine.name != s.engine:
+                    raise PolicyLoadError(f"policy: {s.dir} holds {engine.name}, not {s.engine}")
+                return engine
+
+            self.holder.replace_with(build)
         elif s.opa_url is not None:
             self._opa = OpaEngine(
                 s.opa_url, path=s.opa_path, timeout_s=s.opa_timeout_s, fail_open=s.fail_open

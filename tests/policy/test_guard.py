@@ -16,6 +16,7 @@ from wardgate.policy.events import PolicyDecided
 from wardgate.policy.guard import PolicyGuard, federated_names
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder, InputConfig
+from wardgate.policy.model import PolicyDecision
 from wardgate.telemetry.events import EventBus
 from wardgate.wire.jsonrpc import Message
 
@@ -290,3 +291,51 @@ async def test_a_cedar_failure_is_a_deny_whose_event_carries_the_error(
     assert isinstance(event, PolicyDecided)
     assert event.reasons == ("engine-failure",) and event.error is not None
     assert "cedar exploded" in event.error
+
+
+async def test_a_repeated_list_is_remembered_per_engine_and_never_after_a_failure() -> None:
+    holder = PolicyHolder(example_engine("cedar", revision="r1"))
+    pipeline = Pipeline([PolicyGuard(holder, InputBuilder(CONFIG))])
+    asked: list[str] = []
+
+    def counting(engine: Any) -> Any:
+        real = engine.evaluate_many
+
+        async def evaluate_many(inputs: Any) -> Any:
+            asked.append(engine.revision)
+            return await real(inputs)
+
+        engine.evaluate_many = evaluate_many
+        return engine
+
+    counting(holder.engine)
+    tools = {"tools": [{"name": "read_record"}, {"name": "update_record"}]}
+
+    async def listed() -> list[str]:
+        call = await pipeline.begin(_ctx(ALICE), _request("tools/list"))
+        out = await call.message(_response(tools))
+        await call.end(200)
+        assert out is not None
+        return [t["name"] for t in out.raw["result"]["tools"]]
+
+    assert await listed() == ["read_record"]
+    assert await listed() == ["read_record"]
+    assert asked == ["r1"]
+    # A new policy: decided afresh.
+    holder.swap(counting(example_engine("rego", revision="r2")))
+    assert await listed() == ["read_record"]
+    assert asked == ["r1", "r2"]
+
+    class Failing:
+        name, revision = "failing", "r3"
+
+        async def evaluate(self, policy_input: Any) -> PolicyDecision:
+            return PolicyDecision(True, ("session",), revision="r3", engine="failing")
+
+        async def evaluate_many(self, inputs: Any) -> list[PolicyDecision]:
+            asked.append("r3")
+            return [PolicyDecision.deny("engine-failure", error="down") for _ in inputs]
+
+    holder.swap(Failing())
+    assert await listed() == [] and await listed() == []
+    assert asked == ["r1", "r2", "r3", "r3"]  # a failure is asked again, never remembered

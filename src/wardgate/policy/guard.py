@@ -21,6 +21,7 @@ from typing import Any
 
 from wardgate.core.call import Call
 from wardgate.errors import Denied, UnknownTarget
+from wardgate.policy.engine import PolicyEngine
 from wardgate.policy.events import PolicyDecided, redact_input
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder
@@ -47,6 +48,10 @@ _LIST_METHODS = frozenset(
         "server/discover",
     }
 )
+
+#: A list item: (result key, index).
+Slot = tuple[str, int]
+_MEMO_MAX = 4096
 
 #: (call, item kind, exposed name) -> (upstream, unprefixed name). A federated route
 #: passes one built from its members' prefixes.
@@ -102,6 +107,7 @@ class PolicyGuard:
         self.builder = builder or InputBuilder()
         self._names = names
         self._clock = clock
+        self._memo: tuple[PolicyEngine, dict[tuple[object, ...], frozenset[Slot]]] | None = None
 
     def _emit(
         self,
@@ -170,8 +176,20 @@ class PolicyGuard:
             decision.obligations.bind(call.obligations)
         return message
 
+    def _memo_for(self, engine: PolicyEngine) -> dict[tuple[object, ...], frozenset[Slot]] | None:
+        """The filtered-list memo of ``engine`` (a new engine starts an empty one)."""
+        if not getattr(engine, "memoize", True):
+            return None  # e.g. OPA: its policy can change behind our back
+        if self._memo is None or self._memo[0] is not engine:
+            self._memo = (engine, {})
+        return self._memo[1]
+
     async def on_message(self, call: Call, message: Message) -> Message | None:
-        """Remove from a list result every item the caller may not use."""
+        """Remove from a list result every item the caller may not use.
+
+        All items are decided in one batch; the outcome for the same caller, context
+        and list is remembered per engine (a new policy starts afresh).
+        """
         if message.kind != "response":
             return message
         result = message.raw.get("result")
@@ -182,23 +200,36 @@ class PolicyGuard:
             return message
         engine = self.holder.engine
         started = self._clock()
-        slots: list[tuple[str, int]] = []
-        wanted: dict[str, list[tuple[str, str | None]]] = {}
-        inputs: list[PolicyInput] = []
+        ctx = call.ctx
+        subject = self.builder.subject(ctx.principal)
+        context = self.builder.context(ctx, count=False)
+        entries: list[tuple[str, int, str, str, str | None]] = []
         for key in keys:
             kind, field = LIST_ITEMS[key]
-            pairs: list[tuple[str, str | None]] = []
             for index, item in enumerate(result[key]):
                 exposed = item.get(field) if isinstance(item, dict) else None
                 if not isinstance(exposed, str):
                     continue  # malformed items are dropped below (never shown unchecked)
                 upstream, name = self._names(call, kind, exposed)
-                pairs.append((name, upstream))
-                slots.append((key, index))
-            wanted[key] = pairs
-            inputs.extend(self.builder.for_items(call.ctx, kind, pairs))
-        decisions = await engine.evaluate_many(inputs) if inputs else []
-        allowed = {slot for slot, d in zip(slots, decisions, strict=True) if d.allowed}
+                entries.append((key, index, kind, name, upstream))
+        memo = self._memo_for(engine)
+        memo_key = (subject, context, ctx.route, ctx.principal.tenant, tuple(entries))
+        allowed = memo.get(memo_key) if memo is not None else None
+        if allowed is None:
+            inputs = [self.builder.item(ctx, subject, context, *e[2:]) for e in entries]
+            decisions = await engine.evaluate_many(inputs) if inputs else []
+            allowed = frozenset(
+                (e[0], e[1]) for e, d in zip(entries, decisions, strict=True) if d.allowed
+            )
+            summary = _summary(decisions, engine.name, engine.revision)
+            if memo is not None and summary.error is None:
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo[memo_key] = allowed
+        else:
+            summary = PolicyDecision(
+                bool(allowed), ("remembered",), revision=engine.revision, engine=engine.name
+            )
         filtered: dict[str, Any] = dict(result)
         total = hidden = 0
         for key in keys:
@@ -207,9 +238,9 @@ class PolicyGuard:
             total += len(items)
             hidden += len(items) - len(kept)
             filtered[key] = kept
-        summary = _summary(decisions, engine.name, engine.revision)
-        if inputs:
-            self._emit(call, inputs[0], summary, started, items=total, hidden=hidden)
+        if entries and call.pipeline.events.sinks:
+            first = self.builder.item(ctx, subject, context, *entries[0][2:])
+            self._emit(call, first, summary, started, items=total, hidden=hidden)
         if not hidden:
             return message
         return Message({**message.raw, "result": filtered}, "response")

@@ -233,16 +233,24 @@ class InputBuilder:
         """Inputs asking whether the caller may use each listed ``(name, upstream)``."""
         subject = self.subject(ctx.principal)
         context = self.context(ctx, count=False)
-        method = USE_METHOD[kind]
-        return [
-            PolicyInput(
-                subject,
-                Action(method, name, kind, upstream),
-                self._resource(ctx, upstream, {}),
-                context,
-            )
-            for name, upstream in items
-        ]
+        return [self.item(ctx, subject, context, kind, name, up) for name, up in items]
+
+    def item(
+        self,
+        ctx: CallContext,
+        subject: Subject,
+        context: PolicyContext,
+        kind: str,
+        name: str,
+        upstream: str | None,
+    ) -> PolicyInput:
+        """The input for one list item, with a subject and context built once per list."""
+        return PolicyInput(
+            subject,
+            Action(USE_METHOD[kind], name, kind, upstream),
+            self._resource(ctx, upstream, {}),
+            context,
+        )
 
     def _resource(self, ctx: CallContext, upstream: str | None, attrs: dict[str, str]) -> Resource:
         tenant = attrs.pop("tenant", None)

@@ -40,6 +40,8 @@ class OpaEngine:
     """
 
     name = "opa"
+    #: OPA may load a new policy at any time: nothing it decides is remembered.
+    memoize = False
 
     def __init__(
         self,

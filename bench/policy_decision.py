@@ -9,7 +9,7 @@ Reports p50 (and p99) for:
 * the same decision through RegoEngine (regopy), for comparison;
 * a ``tools/list`` of 200 tools filtered by the PolicyGuard: the first list (every
   item decided in one cedarpy batch) and a repeated one (decisions remembered);
-* the whole pipeline (begin + end of a ``tools/call``) with the policy guard and
+* the whole pipeline (call + admit + end of a ``tools/call``) with the policy guard and
   without any guard.
 
 Targets (issue 7): decision <= 30 us p50 and <= 1.5x bare cedarpy; 200-tool filtered
@@ -138,14 +138,16 @@ async def main(n: int) -> None:
     for _ in range(max(20, n // 100)):
         holder = PolicyHolder(engine_from_files(read_policy_dir(EXAMPLES / "cedar")))
         pipeline = Pipeline([PolicyGuard(holder, builder)])
-        call = await pipeline.begin(_ctx(None), listing)
+        call = pipeline.call(_ctx(None), listing)
+        await pipeline.admit(call)
         t = time.perf_counter()
         await call.message(reply)
         cold.append(time.perf_counter() - t)
     pipeline = Pipeline([PolicyGuard(PolicyHolder(cedar), builder)])
 
     async def warm_list() -> None:
-        call = await pipeline.begin(_ctx(None), listing)
+        call = pipeline.call(_ctx(None), listing)
+        await pipeline.admit(call)
         out = await call.message(reply)
         assert out is not None and len(out.raw["result"]["tools"]) == 2
 
@@ -157,7 +159,8 @@ async def main(n: int) -> None:
     empty = Pipeline([])
 
     async def one(p: Pipeline) -> None:
-        call = await p.begin(_ctx("read_record"), message)
+        call = p.call(_ctx("read_record"), message)
+        await p.admit(call)
         await call.end(200)
 
     without = await time_async(lambda: one(empty), n)

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.policy.conftest import EXAMPLES, Sink
+from tests.policy.conftest import EXAMPLES, Sink, begin
 from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.errors import Denied
@@ -145,12 +145,12 @@ async def test_pull_swaps_in_a_good_bundle_and_keeps_it_against_a_tampered_one(
     pipeline = Pipeline([PolicyGuard(holder)], events=EventBus([sink]))
     ctx = CallContext(route="crm", principal=ALICE, received_at=1.0, upstream="crm")
     with pytest.raises(Denied):  # nothing loaded yet: default deny
-        await pipeline.begin(ctx, _list_call())
+        await begin(pipeline, ctx, _list_call())
 
     puller = BundlePuller(holder, fetcher, registry.url, KEY.public_key())
     registry.document = registry_document(build_bundle(EXAMPLES / "cedar", "r1", KEY))
     assert (await puller.pull()).swapped
-    call = await pipeline.begin(ctx, _list_call())
+    call = await begin(pipeline, ctx, _list_call())
     await call.end(200)
     assert holder.revision == "r1"
 
@@ -165,7 +165,7 @@ async def test_pull_swaps_in_a_good_bundle_and_keeps_it_against_a_tampered_one(
     result = await puller.pull()
     assert not result.swapped and result.error is not None and "BundleRejected" in result.error
     assert holder.revision == "r1"  # the old one keeps serving
-    call = await pipeline.begin(ctx, _list_call())
+    call = await begin(pipeline, ctx, _list_call())
     await call.end(200)
     revisions = {e.revision for e in sink.of("policy.decision") if isinstance(e, PolicyDecided)}
     assert revisions == {"none", "r1"}
@@ -195,7 +195,7 @@ async def test_a_reload_during_a_call_neither_drops_it_nor_mixes_policy_sets(
     holder.reload_dir(EXAMPLES / "cedar", revision="r1")
     pipeline = Pipeline([PolicyGuard(holder)], events=EventBus([sink]))
     ctx = CallContext(route="crm", principal=ALICE, received_at=1.0, upstream="crm")
-    call = await pipeline.begin(ctx, _list_call())  # decided by r1
+    call = await begin(pipeline, ctx, _list_call())  # decided by r1
     # A broken candidate arrives mid-call: refused, r1 stays.
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.policy.conftest import Sink, example_engine
+from tests.policy.conftest import Sink, begin, example_engine
 from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.errors import Denied, UnknownTarget, WardgateError
@@ -80,11 +80,11 @@ def _response(result: dict[str, Any]) -> Message:
 async def test_an_acme_user_cannot_read_globex_records_through_the_shared_crm(kind: str) -> None:
     pipeline, sink, _ = _setup(kind)
     # The legitimate call beside the attack: her own tenant's record.
-    own = await pipeline.begin(_ctx(ALICE, "read_record"), _tool("read_record", tenant="acme"))
+    own = await begin(pipeline, _ctx(ALICE, "read_record"), _tool("read_record", tenant="acme"))
     await own.end(200)
     with pytest.raises(Denied) as refused:
-        await pipeline.begin(
-            _ctx(ALICE, "read_record"), _tool("read_record", tenant="globex", id="g-1")
+        await begin(
+            pipeline, _ctx(ALICE, "read_record"), _tool("read_record", tenant="globex", id="g-1")
         )
     # The tool is one she may see: a plain denial, not "unknown tool".
     assert refused.value.code == "wardgate.denied"
@@ -102,27 +102,27 @@ async def test_a_hidden_tool_gets_the_same_answer_as_an_absent_one() -> None:
     errors: list[WardgateError] = []
     for name in ("update_record", "no_such_tool"):  # hidden from staff / not there at all
         with pytest.raises(UnknownTarget) as info:
-            await pipeline.begin(_ctx(ALICE, name), _tool(name))
+            await begin(pipeline, _ctx(ALICE, name), _tool(name))
         errors.append(info.value)
     assert {(e.code, e.jsonrpc_code, e.http_status, e.public_message) for e in errors} == {
         ("wardgate.unknown_target", -32602, 200, "Unknown tool, prompt or resource")
     }
     # An editor sees update_record: for her the same tool is allowed.
-    editor = await pipeline.begin(_ctx(EDITOR, "update_record"), _tool("update_record"))
+    editor = await begin(pipeline, _ctx(EDITOR, "update_record"), _tool("update_record"))
     await editor.end(200)
 
 
 async def test_after_hours_hides_the_write_tools() -> None:
     pipeline, _, _ = _setup()
     with pytest.raises(UnknownTarget):
-        await pipeline.begin(_ctx(EDITOR, "update_record", at=NIGHT), _tool("update_record"))
-    read = await pipeline.begin(_ctx(EDITOR, "read_record", at=NIGHT), _tool("read_record"))
+        await begin(pipeline, _ctx(EDITOR, "update_record", at=NIGHT), _tool("update_record"))
+    read = await begin(pipeline, _ctx(EDITOR, "read_record", at=NIGHT), _tool("read_record"))
     await read.end(200)
 
 
 async def test_an_allow_with_obligations_caps_and_redacts_the_reply() -> None:
     pipeline, _, _ = _setup()
-    call = await pipeline.begin(_ctx(BOT, "read_record"), _tool("read_record", tenant="acme"))
+    call = await begin(pipeline, _ctx(BOT, "read_record"), _tool("read_record", tenant="acme"))
     assert call.obligations.max_result_bytes == 65536
     assert call.obligations.redact_fields == frozenset({"ssn", "date_of_birth"})
     out = await call.message(_response({"structuredContent": {"name": "Ann", "ssn": "078-05"}}))
@@ -146,7 +146,7 @@ async def test_tools_list_shows_only_what_the_caller_may_use_in_one_batch() -> N
         {"name": n} for n in ("search_records", "read_record", "update_record", "delete_record")
     ]
     tools += [{"name": f"extra_{i}"} for i in range(196)]
-    call = await pipeline.begin(_ctx(ALICE), _request("tools/list"))
+    call = await begin(pipeline, _ctx(ALICE), _request("tools/list"))
     out = await call.message(_response({"tools": tools, "nextCursor": "c2"}))
     await call.end(200)
     assert out is not None
@@ -159,12 +159,12 @@ async def test_tools_list_shows_only_what_the_caller_may_use_in_one_batch() -> N
 
 async def test_prompts_and_resources_lists_are_filtered_too() -> None:
     pipeline, _, _ = _setup()
-    call = await pipeline.begin(_ctx(ALICE), _request("prompts/list"))
+    call = await begin(pipeline, _ctx(ALICE), _request("prompts/list"))
     out = await call.message(
         _response({"prompts": [{"name": "summarize_account"}, {"name": "exfiltrate"}]})
     )
     assert out is not None and out.raw["result"]["prompts"] == [{"name": "summarize_account"}]
-    call = await pipeline.begin(_ctx(ALICE), _request("resources/list"))
+    call = await begin(pipeline, _ctx(ALICE), _request("resources/list"))
     out = await call.message(_response({"resources": [{"uri": "crm://acme/1"}, {"bad": 1}]}))
     assert out is not None and out.raw["result"]["resources"] == []
 
@@ -173,9 +173,9 @@ async def test_with_no_policy_nothing_is_allowed() -> None:
     sink = Sink()
     pipeline = Pipeline([PolicyGuard(PolicyHolder())], events=EventBus([sink]))
     with pytest.raises(Denied):
-        await pipeline.begin(_ctx(ALICE), _request("initialize"))
+        await begin(pipeline, _ctx(ALICE), _request("initialize"))
     with pytest.raises(UnknownTarget):
-        await pipeline.begin(_ctx(ALICE, "read_record"), _tool("read_record"))
+        await begin(pipeline, _ctx(ALICE, "read_record"), _tool("read_record"))
     (event, *_) = sink.of("policy.decision")
     assert isinstance(event, PolicyDecided) and event.reasons == ("no-policy",)
 
@@ -184,8 +184,8 @@ async def test_a_risky_network_cannot_write_but_can_still_read() -> None:
     pipeline, _, _ = _setup()
     risky = "198.51.100.7"
     with pytest.raises(UnknownTarget):
-        await pipeline.begin(_ctx(EDITOR, "update_record", addr=risky), _tool("update_record"))
-    call = await pipeline.begin(_ctx(EDITOR, "read_record", addr=risky), _tool("read_record"))
+        await begin(pipeline, _ctx(EDITOR, "update_record", addr=risky), _tool("update_record"))
+    call = await begin(pipeline, _ctx(EDITOR, "read_record", addr=risky), _tool("read_record"))
     await call.end(200)
 
 
@@ -193,8 +193,10 @@ async def test_the_decision_log_redacts_secrets_in_the_input() -> None:
     pipeline, sink, _ = _setup()
     token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
     with pytest.raises(Denied):
-        await pipeline.begin(
-            _ctx(ALICE, "read_record"), _tool("read_record", tenant="globex", api_key=token)
+        await begin(
+            pipeline,
+            _ctx(ALICE, "read_record"),
+            _tool("read_record", tenant="globex", api_key=token),
         )
     (event,) = sink.of("policy.decision")
     assert isinstance(event, PolicyDecided)
@@ -205,7 +207,7 @@ async def test_the_decision_log_redacts_secrets_in_the_input() -> None:
 async def test_notifications_pass_without_a_decision() -> None:
     pipeline, sink, _ = _setup()
     note = Message({"jsonrpc": "2.0", "method": "notifications/initialized"}, "notification")
-    call = await pipeline.begin(_ctx(ALICE), note)
+    call = await begin(pipeline, _ctx(ALICE), note)
     await call.end(202)
     assert sink.of("policy.decision") == []
 
@@ -218,7 +220,7 @@ async def test_a_federated_list_is_decided_on_unprefixed_names_and_their_upstrea
         [PolicyGuard(holder, InputBuilder(CONFIG), names=names)], events=EventBus([sink])
     )
     ctx = CallContext(route="all", principal=EDITOR, received_at=OFFICE, client_addr="10.0.0.5")
-    call = await pipeline.begin(ctx, _request("tools/list"))
+    call = await begin(pipeline, ctx, _request("tools/list"))
     listed = ["crm__read_record", "crm__update_record", "docs__update_record", "docs__search_docs"]
     out = await call.message(_response({"tools": [{"name": n} for n in listed]}))
     assert out is not None
@@ -237,13 +239,15 @@ async def test_the_demo_policy_says_what_it_allows() -> None:
     pipeline = Pipeline([PolicyGuard(PolicyHolder(demo_engine()))])
     ctx = CallContext(route="demo", principal=ANONYMOUS, received_at=OFFICE)
     for name in ("echo", "add", "utc_now"):
-        call = await pipeline.begin(CallContext(route="demo", target=name), _tool(name))
+        call = await begin(pipeline, CallContext(route="demo", target=name), _tool(name))
         await call.end(200)
     with pytest.raises(UnknownTarget):
-        await pipeline.begin(
-            CallContext(route="demo", target="delete_everything"), _tool("delete_everything")
+        await begin(
+            pipeline,
+            CallContext(route="demo", target="delete_everything"),
+            _tool("delete_everything"),
         )
-    call = await pipeline.begin(ctx, _request("tools/list"))
+    call = await begin(pipeline, ctx, _request("tools/list"))
     listed = [{"name": n} for n in ("echo", "add", "utc_now", "delete_everything")]
     out = await call.message(_response({"tools": listed}))
     assert out is not None and [t["name"] for t in out.raw["result"]["tools"]] == [
@@ -252,7 +256,7 @@ async def test_the_demo_policy_says_what_it_allows() -> None:
         "utc_now",
     ]
     with pytest.raises(Denied):  # another route is not the demo's
-        await pipeline.begin(CallContext(route="other"), _request("initialize"))
+        await begin(pipeline, CallContext(route="other"), _request("initialize"))
 
 
 async def test_an_engine_failure_denies_with_an_event() -> None:
@@ -269,7 +273,7 @@ async def test_an_engine_failure_denies_with_an_event() -> None:
     sink = Sink()
     pipeline = Pipeline([PolicyGuard(PolicyHolder(Broken()))], events=EventBus([sink]))
     with pytest.raises(Denied) as info:  # the pipeline fails the guard closed
-        await pipeline.begin(_ctx(ALICE), _request("initialize"))
+        await begin(pipeline, _ctx(ALICE), _request("initialize"))
     assert info.value.code == "wardgate.denied"
     assert [e.kind for e in sink.events] == ["guard.decision", "call.ended"]
 
@@ -286,7 +290,7 @@ async def test_a_cedar_failure_is_a_deny_whose_event_carries_the_error(
 
     monkeypatch.setattr(cedarpy, "is_authorized_batch", boom)
     with pytest.raises(Denied):
-        await pipeline.begin(_ctx(ALICE), _request("initialize"))
+        await begin(pipeline, _ctx(ALICE), _request("initialize"))
     (event,) = sink.of("policy.decision")
     assert isinstance(event, PolicyDecided)
     assert event.reasons == ("engine-failure",) and event.error is not None
@@ -312,7 +316,7 @@ async def test_a_repeated_list_is_remembered_per_engine_and_never_after_a_failur
     tools = {"tools": [{"name": "read_record"}, {"name": "update_record"}]}
 
     async def listed() -> list[str]:
-        call = await pipeline.begin(_ctx(ALICE), _request("tools/list"))
+        call = await begin(pipeline, _ctx(ALICE), _request("tools/list"))
         out = await call.message(_response(tools))
         await call.end(200)
         assert out is not None
@@ -339,3 +343,19 @@ async def test_a_repeated_list_is_remembered_per_engine_and_never_after_a_failur
     holder.swap(Failing())
     assert await listed() == [] and await listed() == []
     assert asked == ["r1", "r2", "r3", "r3"]  # a failure is asked again, never remembered
+
+
+async def test_a_standalone_stream_is_decided_like_any_call() -> None:
+    from wardgate.core.call import LISTEN_MESSAGE
+
+    pipeline, sink, _ = _setup()
+    call = await begin(pipeline, _ctx(ALICE), LISTEN_MESSAGE)
+    await call.end(200)
+    drifter = Principal("drifter", "jwt")  # no tenant: the example set lets it do nothing
+    with pytest.raises(Denied):
+        await begin(pipeline, _ctx(drifter), LISTEN_MESSAGE)
+    decided = [e for e in sink.of("policy.decision") if isinstance(e, PolicyDecided)]
+    assert [(e.method, e.allowed) for e in decided] == [
+        ("wardgate/listen", True),
+        ("wardgate/listen", False),
+    ]

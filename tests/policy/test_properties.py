@@ -36,6 +36,7 @@ def _leaks(value: Any, secret: str) -> bool:
     return value == secret
 
 
+@settings(deadline=None)
 @given(json_values, SECRET_KEYS, st.text(min_size=12, max_size=30).filter(lambda s: s.isalnum()))
 def test_a_value_under_a_credential_key_never_survives(doc: Any, key: str, secret: str) -> None:
     nested = {"outer": [{key: secret}, doc], key: {"inner": secret}}
@@ -44,13 +45,14 @@ def test_a_value_under_a_credential_key_never_survives(doc: Any, key: str, secre
     assert out[key] == REDACTED
 
 
+@settings(deadline=None)
 @given(st.text(max_size=300))
 def test_the_rego_lint_never_crashes(source: str) -> None:
     for finding in lint_rego(source, "x.rego"):
         assert finding.where.startswith("x.rego:")
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # a loaded machine is slow, not wrong
 @given(st.binary(max_size=2000))
 def test_any_signed_bytes_are_a_bundle_or_a_rejection(blob: bytes) -> None:
     for archive in (blob, gzip.compress(blob), _tar_of(blob)):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.policy.conftest import Sink, example_engine
+from tests.policy.conftest import Sink, begin, example_engine
 from tests.policy.test_guard import ALICE, BOT, CONFIG, OFFICE
 from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
@@ -98,7 +98,7 @@ async def _relay(
         target=target,
     )
     raw = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-    call = await pipeline.begin(ctx, Message(raw, "request"))
+    call = await begin(pipeline, ctx, Message(raw, "request"))
     try:
         answer = await io.request(method, params)
         out = await call.message(Message(answer, "response"))

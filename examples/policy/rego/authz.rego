@@ -12,6 +12,7 @@ session_methods := {
 	"initialize", "ping", "server/discover", "tools/list", "prompts/list",
 	"resources/list", "resources/templates/list",
 	"tasks/get", "tasks/result", "tasks/list", "tasks/cancel",
+	"wardgate/listen", "subscriptions/listen",
 }
 
 subject := input.subject

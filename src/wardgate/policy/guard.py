@@ -10,7 +10,8 @@ obligations tightens ``call.obligations`` for the reply phase.
 Reply phase (the list methods): the items of a list result are decided in one batch
 and the ones the caller may not use are removed. Items are decided for the method that
 would use them (``tools/call`` for a tool), without the request rate (a list is not a
-use). Client notifications pass: the core scopes them to their sender.
+use). Client notifications pass (the core scopes them to their sender), except the
+standalone stream (``wardgate/listen``), which is decided like any call.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from wardgate.core.call import Call
+from wardgate.core.call import LISTEN, Call
 from wardgate.errors import Denied, UnknownTarget
 from wardgate.policy.engine import PolicyEngine
 from wardgate.policy.events import PolicyDecided, redact_input
@@ -150,7 +151,9 @@ class PolicyGuard:
             Denied: the policy denies the call.
             UnknownTarget: the policy denies it and the caller may not see the target.
         """
-        if message.kind == "notification":
+        if message.kind == "notification" and message.method != LISTEN:
+            # Client notifications are scoped to their sender by the core; opening a
+            # standalone stream (GET, legacy SSE) is a call and is decided.
             return message
         engine = self.holder.engine  # one engine for the whole decision
         started = self._clock()

@@ -152,7 +152,11 @@ async def main(n: int) -> None:
         assert out is not None and len(out.raw["result"]["tools"]) == 2
 
     warm = await time_async(warm_list, max(200, n // 10))
-    print(f"tools/list 200, first (batched)   {_stats(cold)}")
+    per_item = _p50(cold) / 200
+    print(
+        f"tools/list 200, first (batched)   {_stats(cold)}   "
+        f"{per_item:.1f} us an item = {per_item / _p50(bare):.2f}x a bare decision"
+    )
     print(f"tools/list 200, repeated (+begin) {_stats(warm)}")
 
     # The whole pipeline for one tools/call: with the policy guard and with none.

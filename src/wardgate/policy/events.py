@@ -52,9 +52,11 @@ def redact_value(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PolicyDecided(GatewayEvent):
     """A policy engine decided (allow or deny) for a call or a filtered list.
+
+    Read-only by convention, like every event (not frozen: one is built per call).
 
     ``items`` counts the list items decided in one batch (0 for a single call);
     ``hidden`` counts the ones filtered out.

@@ -95,3 +95,19 @@ async def test_a_registry_start(tmp_path: Path) -> None:
     finally:
         await fetcher.aclose()
         await registry.stop()
+
+
+def test_the_policy_errors_have_stable_codes_and_exit_like_config_errors() -> None:
+    from wardgate.errors import ConfigError, WardgateError
+    from wardgate.policy.engine import BundleRejected, EngineFailure
+
+    loading = (PolicyLoadError, PolicyLintError, BundleRejected)
+    assert [c.code for c in loading] == [
+        "wardgate.policy.load",
+        "wardgate.policy.lint",
+        "wardgate.policy.bundle",
+    ]
+    assert all(issubclass(c, ConfigError) and c.exit_code == 2 for c in loading)
+    assert (
+        issubclass(EngineFailure, WardgateError) and EngineFailure.code == "wardgate.policy.engine"
+    )

@@ -204,11 +204,13 @@ async def test_the_decision_log_redacts_secrets_in_the_input() -> None:
     assert token not in repr(event)
 
 
-async def test_notifications_pass_without_a_decision() -> None:
+async def test_notifications_and_client_answers_pass_without_a_decision() -> None:
     pipeline, sink, _ = _setup()
     note = Message({"jsonrpc": "2.0", "method": "notifications/initialized"}, "notification")
-    call = await begin(pipeline, _ctx(ALICE), note)
-    await call.end(202)
+    sampled = Message({"jsonrpc": "2.0", "id": "s-1", "result": {"content": []}}, "response")
+    for message in (note, sampled):
+        call = await begin(pipeline, _ctx(ALICE), message)
+        await call.end(202)
     assert sink.of("policy.decision") == []
 
 

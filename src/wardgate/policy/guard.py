@@ -10,8 +10,9 @@ obligations tightens ``call.obligations`` for the reply phase.
 Reply phase (the list methods): the items of a list result are decided in one batch
 and the ones the caller may not use are removed. Items are decided for the method that
 would use them (``tools/call`` for a tool), without the request rate (a list is not a
-use). Client notifications pass (the core scopes them to their sender), except the
-standalone stream (``wardgate/listen``), which is decided like any call.
+use). Client notifications and client answers to server requests pass (the core
+scopes them to their sender), but the standalone stream (``wardgate/listen``) is
+decided like any call.
 """
 
 from __future__ import annotations
@@ -155,9 +156,10 @@ class PolicyGuard:
             Denied: the policy denies the call.
             UnknownTarget: the policy denies it and the caller may not see the target.
         """
-        if message.kind == "notification" and message.method != LISTEN:
-            # Client notifications are scoped to their sender by the core; opening a
-            # standalone stream (GET, legacy SSE) is a call and is decided.
+        if message.kind != "request" and message.method != LISTEN:
+            # Client notifications, and client answers to server requests (sampling,
+            # elicitation, roots), are scoped to their sender's session by the core;
+            # opening a standalone stream (GET, legacy SSE) is a call and is decided.
             return message
         engine = self.holder.engine  # one engine for the whole decision
         started = self._clock()

@@ -3,7 +3,8 @@
 The pieces: :mod:`.model` (the input and the decision), :mod:`.inputs` (built from
 the core's call context), :mod:`.engine` (the seam), :mod:`.cedar` (the embedded
 default), :mod:`.rego` and :mod:`.opa`, :mod:`.lint`, :mod:`.holder` and
-:mod:`.bundle` (the policy in force and its signed bundles), :mod:`.guard`.
+:mod:`.bundle` (the policy in force and its signed bundles), :mod:`.guard`,
+:mod:`.runtime` (what the gateway wires), :mod:`.cli` (``wardgate policy``).
 Engines with optional dependencies (Cedar, Rego) are imported from their modules.
 """
 
@@ -30,6 +31,7 @@ from wardgate.policy.model import (
     Resource,
     Subject,
 )
+from wardgate.policy.runtime import PolicyRuntime, PolicySettings
 
 __all__ = [
     "Action",
@@ -48,6 +50,8 @@ __all__ = [
     "PolicyInput",
     "PolicyLintError",
     "PolicyLoadError",
+    "PolicyRuntime",
+    "PolicySettings",
     "Resource",
     "Subject",
 ]

@@ -89,3 +89,11 @@ def test_keygen_bundle_verify(tmp_path: Path) -> None:
     archive.write_bytes(bytes(data))
     with pytest.raises(BundleRejected):
         _run("verify", str(archive), "--pubkey", str(tmp_path / "signer.pub.pem"))
+
+
+def test_a_missing_file_is_a_refusal_not_a_traceback(tmp_path: Path) -> None:
+    from wardgate.policy.engine import PolicyLoadError
+
+    with pytest.raises(PolicyLoadError) as info:
+        _run("verify", str(tmp_path / "nope.tar.gz"), "--pubkey", str(tmp_path / "nope.pem"))
+    assert info.value.exit_code == 2

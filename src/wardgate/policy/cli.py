@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import binascii
 import json
 import sys
 from pathlib import Path
@@ -62,9 +63,17 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run one ``policy`` subcommand; returns the exit code.
 
     Raises:
-        PolicyLoadError: a policy set or bundle is refused (exit 2 via the CLI's
-            handling of ConfigError), when not reported here.
+        PolicyLoadError: a policy set or bundle is refused, or a file is missing
+            (exit 2 through the CLI's handling of ConfigError), when not reported here.
     """
+    try:
+        return _dispatch(args, out)
+    except (OSError, binascii.Error) as exc:
+        # A missing file or an unreadable signature: refused like any bad input.
+        raise PolicyLoadError(f"policy {args.policy_command}: {exc}") from exc
+
+
+def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     command = args.policy_command
     if command == "lint":
         return _lint(args.sets, out)
@@ -74,10 +83,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return _bundle(args, out)
     if command == "verify":
         signature = Path(args.signature or f"{args.bundle}.sig").read_text().strip()
-
         engine = load_bundle(
             Path(args.bundle).read_bytes(),
-            base64.b64decode(signature),
+            base64.b64decode(signature, validate=True),
             load_public_key(Path(args.pubkey).read_bytes()),
         )
         print(f"ok: {engine.name} policy set, revision {engine.revision}", file=out)

@@ -84,7 +84,18 @@ class IssuerEntry(_Strict):
     allowed_tenants: tuple[str, ...] | None = None
     scope_claim: str = "scope"
     client_id_claim: str = "client_id"
+    #: The JWT ``typ`` header must equal exactly this (strict RFC 9068: ``at+jwt``).
     required_typ: str | None = None
+    #: ``typ`` values taken as access tokens (case-insensitive, ``application/`` optional).
+    accepted_typs: tuple[str, ...] = ("at+jwt", "JWT")
+    #: Accept tokens without ``typ``.
+    allow_missing_typ: bool = False
+    #: Accept tokens carrying ID-token claims (``nonce``, ``at_hash``, ``c_hash``).
+    allow_id_token_claims: bool = False
+    #: More ``aud`` values that name this resource at this issuer (an app id URI).
+    audience_aliases: tuple[str, ...] = ()
+    #: Claims whose values count as scopes too (``roles``; ``/realm_access/roles``).
+    role_claims: tuple[str, ...] = ()
 
     def issuer_config(self, default_audience: str) -> IssuerConfig:
         """Raises: ConfigError: an algorithm is not allowed."""
@@ -100,6 +111,11 @@ class IssuerEntry(_Strict):
             scope_claim=self.scope_claim,
             client_id_claim=self.client_id_claim,
             required_typ=self.required_typ,
+            accepted_typs=frozenset(self.accepted_typs),
+            allow_missing_typ=self.allow_missing_typ,
+            allow_id_token_claims=self.allow_id_token_claims,
+            audience_aliases=frozenset(self.audience_aliases),
+            role_claims=self.role_claims,
         )
 
 

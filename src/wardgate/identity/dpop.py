@@ -23,6 +23,7 @@ from joserfc.jwk import JWKRegistry, Key
 
 from wardgate.errors import AuthenticationFailed, ConfigError
 from wardgate.identity._jose import b64url_sha256, split_unverified, verify_signature
+from wardgate.identity.claims import ClaimError, time_claim
 from wardgate.identity.issuer import ASYMMETRIC_ALGORITHMS
 from wardgate.state.store import Clock, StateStore
 
@@ -240,9 +241,11 @@ class DpopVerifier:
             raise _fail(f"unusable jwk: {exc}") from exc
 
     def _check_iat(self, claims: dict[str, Any]) -> None:
-        iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, int | float):
-            raise _fail("iat missing or not a number")
+        try:
+            iat = time_claim(claims, "iat", required=True)
+        except ClaimError as exc:
+            raise _fail(f"iat: {exc}") from None
+        assert iat is not None
         now = self._clock()
         if iat > now + self._config.max_clock_skew:
             raise _fail(f"iat {iat} is in the future (now {now:.0f})")

@@ -222,7 +222,8 @@ class AuthConfig(_Strict):
     #: and Protected Resource Metadata (RFC 9728) advertises it.
     resource: str
     #: The external base URL clients use (``https://mcp.example.com``): DPoP ``htu`` is
-    #: checked against it and metadata URLs are built from it. Default: from the request.
+    #: checked against it and metadata URLs are built from it. Default: the listener's
+    #: own address (required with DPoP on a non-loopback listener; never the Host header).
     public_url: str | None = None
     authorization_servers: tuple[str, ...] = ()
     scopes_supported: tuple[str, ...] = ()
@@ -236,8 +237,14 @@ class AuthConfig(_Strict):
     max_clock_skew_seconds: float = Field(60.0, ge=0, le=300)
     #: 421 tells a prober nothing; 401 + WWW-Authenticate serves OAuth discovery.
     failure_status: Literal[401, 421] = 421
-    #: Every authentication failure is answered no sooner than this (timing parity).
+    #: Every authentication failure is answered no sooner than this after the request
+    #: arrived (timing parity); a JWKS refetch for an unknown ``kid`` waits at most 60%
+    #: of it.
     failure_floor_ms: float = Field(50.0, ge=0, le=5000)
+    #: What Protected Resource Metadata reveals: ``full``, ``minimal`` (``resource`` and
+    #: ``authorization_servers`` only) or ``off`` (answered like an unknown path).
+    #: Default: ``full`` when any route answers 401, else ``off``.
+    metadata_exposure: Literal["full", "minimal", "off"] | None = None
     replay_store: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "wardgate:"
@@ -254,6 +261,21 @@ class AuthConfig(_Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
             raise ValueError("must be an absolute http(s) URL without a fragment")
         return value.rstrip("/")
+
+    def check_listener(self, loopback: bool) -> None:
+        """What the listener's address demands of this section (``GatewayConfig`` calls it).
+
+        Raises:
+            ValueError: DPoP on a non-loopback listener without ``public_url``: the
+                ``htu`` of a proof must be checked against the URL clients use, which
+                only the operator knows (the ``Host`` header is the client's to choose).
+        """
+        if self.dpop and self.public_url is None and not loopback:
+            raise ValueError(
+                "auth.public_url is required when DPoP is on and the listener is not on "
+                "loopback (proofs are checked against it, never the Host header); set "
+                "auth.public_url, or auth.dpop = false"
+            )
 
     @model_validator(mode="after")
     def _something_to_check(self) -> AuthConfig:

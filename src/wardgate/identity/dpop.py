@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -177,8 +178,13 @@ class DpopVerifier:
         self._clock = clock
         self._prefix = key_prefix
 
-    async def verify(self, proof: str, *, method: str, url: str, access_token: str | None) -> str:
+    async def verify(
+        self, proof: str, *, method: str, url: str | Sequence[str], access_token: str | None
+    ) -> str:
         """Verify one proof for this request and return its key's RFC 7638 thumbprint.
+
+        ``url`` is the request's URL as the gateway knows it (its configured public
+        URL), or several equivalent spellings of it; ``htu`` must name one of them.
 
         ``access_token`` is required for a resource request (``ath`` is then checked);
         the caller compares the returned thumbprint with the token's ``cnf.jkt``.
@@ -203,8 +209,10 @@ class DpopVerifier:
         if htm != method:
             raise _fail(f"htm {htm!r} does not match method {method!r}")
         htu = claims.get("htu")
-        if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
-            raise _fail(f"htu {htu!r} does not match {normalize_htu(url)!r}")
+        urls = [url] if isinstance(url, str) else list(url)
+        targets = {normalize_htu(u) for u in urls}
+        if not isinstance(htu, str) or normalize_htu(htu) not in targets:
+            raise _fail(f"htu {htu!r} does not match {normalize_htu(urls[0])!r}")
         self._check_iat(claims)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:

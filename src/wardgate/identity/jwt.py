@@ -71,13 +71,16 @@ class JwtVerifier:
         max_clock_skew: float = 60.0,
         jwks_ttl_seconds: float = 300.0,
         jwks_min_refetch_seconds: float = 30.0,
+        jwks_max_wait_seconds: float = 2.0,
         jwks_clock: Clock = time.monotonic,
         cache_size: int = 10_000,
     ) -> None:
         """Build the verifier; no I/O until :meth:`start`.
 
         ``clock`` is wall-clock time (``exp``/``nbf``/``iat``); ``jwks_clock`` is
-        monotonic time for key-cache ages.
+        monotonic time for key-cache ages. ``jwks_max_wait_seconds`` bounds how long a
+        request with an unknown ``kid`` waits for a refetch (keep it under the edge's
+        failure floor, so a slow IdP cannot be seen in the refusal's timing).
 
         Raises:
             ConfigError: no issuers, a duplicated issuer, or a bad skew/cache size.
@@ -101,6 +104,7 @@ class JwtVerifier:
                 self._fetcher,
                 ttl_seconds=jwks_ttl_seconds,
                 min_refetch_seconds=jwks_min_refetch_seconds,
+                max_wait_seconds=jwks_max_wait_seconds,
                 clock=jwks_clock,
             )
             for name, cfg in self._issuers.items()
@@ -125,8 +129,10 @@ class JwtVerifier:
             await cache.start()
 
     async def aclose(self) -> None:
-        """Release the fetcher (if owned) and forget cached tokens."""
+        """Stop the key refreshes, release the fetcher (if owned), forget cached tokens."""
         self._cache.clear()
+        for cache in self._keys.values():
+            await cache.aclose()
         if self._owns_fetcher:
             await self._fetcher.aclose()
 

@@ -93,7 +93,7 @@ class JwksCache:
         self._by_kid: dict[str, Key] = {}
         self._all: list[Key] = []
         self._fetched_at: float | None = None
-        self._attempted_at: float | None = None
+        self._demanded_at: float | None = None
         self._inflight: asyncio.Task[None] | None = None
         self._background: asyncio.Task[None] | None = None
 
@@ -116,7 +116,7 @@ class JwksCache:
                 self._fetcher.check_url(url)
             except FetchRefused as exc:
                 raise ConfigError(f"identity issuer {self._config.issuer!r}: {exc}") from exc
-        task = self._refetch(reason="start")
+        task = self._refetch(reason="start", on_demand=False)
         if task is not None:
             await asyncio.wait([task])
         self._background = asyncio.create_task(
@@ -143,7 +143,9 @@ class JwksCache:
             raise AuthenticationFailed("jwt: kid empty or too long")
         key = self._lookup(kid, alg)
         if key is None:
-            task = self._refetch(reason="unknown kid" if self._fetched_at else "no keys")
+            task = self._refetch(
+                reason="unknown kid" if self._fetched_at else "no keys", on_demand=True
+            )
             if task is not None and self._max_wait > 0:
                 # Shielded: a request giving up does not cancel the refetch for others.
                 await asyncio.wait([task], timeout=self._max_wait)
@@ -159,14 +161,16 @@ class JwksCache:
             )
         return key
 
-    def _refetch(self, *, reason: str) -> asyncio.Task[None] | None:
-        """The refetch in flight, or a new one if the rate limit allows; else None."""
+    def _refetch(self, *, reason: str, on_demand: bool) -> asyncio.Task[None] | None:
+        """The refetch in flight, or a new one; None when a request (``on_demand``)
+        asks again within ``min_refetch_seconds`` of the last request-made refetch."""
         if self._inflight is not None and not self._inflight.done():
             return self._inflight
-        now = self._clock()
-        if self._attempted_at is not None and now - self._attempted_at < self._min_refetch:
-            return None
-        self._attempted_at = now
+        if on_demand:
+            now = self._clock()
+            if self._demanded_at is not None and now - self._demanded_at < self._min_refetch:
+                return None
+            self._demanded_at = now
         self._inflight = asyncio.create_task(
             self._refresh_logged(reason), name=f"jwks-fetch {self._config.issuer}"
         )
@@ -180,7 +184,7 @@ class JwksCache:
             else:
                 delay = self._fetched_at + self._refresh_after - self._clock()
             await asyncio.sleep(max(delay, 0.0, min(self._min_refetch, self._refresh_after)))
-            task = self._refetch(reason="ttl")
+            task = self._refetch(reason="ttl", on_demand=False)
             if task is not None:
                 await asyncio.wait([task])
 

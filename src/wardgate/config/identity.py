@@ -66,6 +66,9 @@ class JweConfig(_Strict):
 
     #: PEM private key (EC P-256 or X25519) of the gateway.
     key_file: str
+    #: PEM private key (EC P-256 or Ed25519) that signs every response before it is
+    #: encrypted. Default: a P-256 key derived from ``key_file`` (HKDF).
+    signing_key_file: str | None = None
     #: Refuse plain ``application/json`` bodies (415) once clients all encrypt.
     required: bool = False
 

@@ -101,21 +101,14 @@ def test_serve_port_override_is_range_checked(tmp_path: Path) -> None:
     assert "server.port" in result.stderr
 
 
-def test_a_loopback_override_still_serves(tmp_path: Path) -> None:
+def test_a_loopback_override_still_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     config = write(tmp_path, NO_AUTH)
     argv = [sys.executable, "-m", "wardgate.cli", "serve", "-c", config]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
-    env_before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = SRC
-    try:
-        with spawn_http_server(argv, port) as proc:
-            assert proc.poll() is None
-    finally:
-        if env_before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = env_before
+    monkeypatch.setenv("PYTHONPATH", SRC)  # the child imports this checkout
+    with spawn_http_server(argv, port) as proc:
+        assert proc.poll() is None
 
 
 @pytest.mark.parametrize(
@@ -126,6 +119,8 @@ def test_a_loopback_override_still_serves(tmp_path: Path) -> None:
         ("dpop = false", "0.0.0.0", True),
         ("", "127.0.0.1", True),
         ("", "::1", True),
+        ("dpop = false\nfailure_status = 401", "0.0.0.0", False),
+        ('dpop = false\nfailure_status = 401\npublic_url = "https://m.example"', "0.0.0.0", True),
     ],
 )
 def test_dpop_on_a_public_listener_needs_a_public_url(extra: str, host: str, ok: bool) -> None:

@@ -24,7 +24,7 @@ from aiohttp import web
 from joserfc.jwk import RSAKey
 
 from support.servers import run_gateway
-from wardgate.edge.auth import sleep_until_ns
+from wardgate.edge.auth import MAX_SPINNING, sleep_until_ns, spinning
 
 from ._support import RESOURCE, Answer, LocalIssuer, exchange, modern_call
 
@@ -158,3 +158,39 @@ async def test_the_floor_is_kept_to_well_under_a_millisecond() -> None:
     )
     assert median_precise < 1_000_000
     assert median_precise <= median_plain
+
+
+async def test_a_flood_of_refusals_does_not_become_a_busy_loop() -> None:
+    """200 refusals due at once: at most MAX_SPINNING yield-wait, none wakes early,
+    and a ticker beside them keeps its pace."""
+    observed: list[int] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            observed.append(spinning())
+            await asyncio.sleep(0)
+
+    ticks: list[int] = []
+
+    async def ticker() -> None:
+        while not done.is_set():
+            ticks.append(time.perf_counter_ns())
+            await asyncio.sleep(0.001)
+
+    deadline = time.perf_counter_ns() + 30_000_000
+    woke: list[int] = []
+
+    async def refusal(offset: int) -> None:
+        await sleep_until_ns(deadline + offset)
+        woke.append(time.perf_counter_ns() - deadline - offset)
+
+    watcher, tick = asyncio.create_task(watch()), asyncio.create_task(ticker())
+    async with asyncio.timeout(10):
+        await asyncio.gather(*(refusal(i * 20_000) for i in range(200)))
+    done.set()
+    await asyncio.gather(watcher, tick)
+    assert max(observed) <= MAX_SPINNING
+    assert max(observed) > 0  # the precise path was used
+    assert min(woke) >= 0 and len(woke) == 200
+    assert len(ticks) >= 5  # the loop kept serving others

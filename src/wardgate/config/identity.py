@@ -269,15 +269,23 @@ class AuthConfig(_Strict):
         """What the listener's address demands of this section (``GatewayConfig`` calls it).
 
         Raises:
-            ValueError: DPoP on a non-loopback listener without ``public_url``: the
-                ``htu`` of a proof must be checked against the URL clients use, which
-                only the operator knows (the ``Host`` header is the client's to choose).
+            ValueError: DPoP (or 401 challenges) on a non-loopback listener without
+                ``public_url``: a proof's ``htu`` must be checked against, and a challenge
+                must name, the URL clients use, which only the operator knows (the
+                ``Host`` header is the client's to choose).
         """
-        if self.dpop and self.public_url is None and not loopback:
+        if self.public_url is not None or loopback:
+            return
+        if self.dpop:
             raise ValueError(
                 "auth.public_url is required when DPoP is on and the listener is not on "
                 "loopback (proofs are checked against it, never the Host header); set "
                 "auth.public_url, or auth.dpop = false"
+            )
+        if self.failure_status == 401:
+            raise ValueError(
+                "auth.public_url is required for failure_status = 401 on a non-loopback "
+                "listener: the challenge names the metadata URL clients must reach"
             )
 
     @model_validator(mode="after")

@@ -37,7 +37,7 @@ from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.tls import peer_certificate_der
 from wardgate.wire.jsonrpc import error_response
 
-__all__ = ["PRM_PATH", "EdgeAuth", "is_metadata_path", "sleep_until_ns"]
+__all__ = ["MAX_SPINNING", "PRM_PATH", "EdgeAuth", "is_metadata_path", "sleep_until_ns", "spinning"]
 
 log = logging.getLogger("wardgate.auth")
 
@@ -46,6 +46,11 @@ _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 #: The last stretch before a refusal's deadline is waited by yielding, not by a timer:
 #: the event loop's timers wake up to a millisecond late (epoll's resolution).
 _SPIN_NS = 1_500_000
+#: At most this many refusals yield-wait at once; beyond it the timer alone is used
+#: (about 1 ms coarser, the same for every cause), so a flood of bad tokens cannot turn
+#: the precise wait into a busy loop.
+MAX_SPINNING = 8
+_spinning = 0
 #: Share of the failure floor a request may wait for a JWKS refetch (unknown ``kid``).
 _JWKS_WAIT_SHARE = 0.6
 
@@ -60,12 +65,30 @@ async def sleep_until_ns(deadline_ns: int) -> None:
 
     A timer covers all but the last :data:`_SPIN_NS`; the rest is spent yielding to
     the event loop (other tasks keep running), so the wake-up is not a timer tick late.
+    No more than :data:`MAX_SPINNING` callers yield-wait at once.
     """
+    global _spinning
     remaining = deadline_ns - time.perf_counter_ns()
     if remaining > _SPIN_NS:
         await asyncio.sleep((remaining - _SPIN_NS) / 1e9)
-    while time.perf_counter_ns() < deadline_ns:  # noqa: ASYNC110 - a deadline, not an event
-        await asyncio.sleep(0)
+    remaining = deadline_ns - time.perf_counter_ns()
+    if remaining <= 0:
+        return
+    if _spinning >= MAX_SPINNING:
+        while time.perf_counter_ns() < deadline_ns:  # noqa: ASYNC110 - a deadline, not an event
+            await asyncio.sleep((deadline_ns - time.perf_counter_ns()) / 1e9)
+        return
+    _spinning += 1
+    try:
+        while time.perf_counter_ns() < deadline_ns:  # noqa: ASYNC110 - a deadline, not an event
+            await asyncio.sleep(0)
+    finally:
+        _spinning -= 1
+
+
+def spinning() -> int:
+    """How many refusals are yield-waiting now (for tests and metrics)."""
+    return _spinning
 
 
 def _load_bundle(domain: str, path: str) -> list[x509.Certificate]:
@@ -214,11 +237,8 @@ class EdgeAuth:
         return "full" if 401 in statuses else "off"
 
     def metadata(self) -> dict[str, Any]:
-        """The Protected Resource Metadata document (the same for every route).
-
-        Raises:
-            ConfigError: never at run time; exposure ``off`` is the caller's to honour.
-        """
+        """The Protected Resource Metadata document (the same for every route); with
+        exposure ``off`` the edge never serves it."""
         servers = [i.issuer for i in self.config.issuers]
         if self.config.introspection is not None:
             servers.append(self.config.introspection.issuer)

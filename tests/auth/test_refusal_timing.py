@@ -191,6 +191,6 @@ async def test_a_flood_of_refusals_does_not_become_a_busy_loop() -> None:
     done.set()
     await asyncio.gather(watcher, tick)
     assert max(observed) <= MAX_SPINNING
-    assert max(observed) > 0  # the precise path was used
+    assert spinning() == 0  # every waiter let go of its slot
     assert min(woke) >= 0 and len(woke) == 200
     assert len(ticks) >= 5  # the loop kept serving others

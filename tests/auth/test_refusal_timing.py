@@ -193,4 +193,4 @@ async def test_a_flood_of_refusals_does_not_become_a_busy_loop() -> None:
     assert max(observed) <= MAX_SPINNING
     assert spinning() == 0  # every waiter let go of its slot
     assert min(woke) >= 0 and len(woke) == 200
-    assert len(ticks) >= 5  # the loop kept serving others
+    assert len(ticks) >= 2  # the loop kept serving others

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cryptography import x509
 
@@ -283,8 +284,20 @@ class EdgeAuth:
             return self._route_status[route]
         return self.config.failure_status
 
+    def _challenge_metadata_url(self, scope: Scope) -> str:
+        """The metadata URL for the path the client asked for (RFC 9728 §3.1: the
+        well-known segment inserted before the path), whether a route is there or not:
+        every such URL answers the same document, so the challenge names no route the
+        client did not name itself."""
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
+        path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+        # Keep it a plain token inside the quoted header parameter.
+        path = quote(path.rstrip("/"), safe="/-._~!$&'()*+,;=:@%")
+        return f"{self.base_url(scope, {})}{PRM_PATH}{path}"
+
     def _bearer_challenge(self, route: str | None, scope: Scope, headers: Mapping[str, str]) -> str:
-        parts = [f'resource_metadata="{self.metadata_url(route, scope, headers)}"']
+        del route, headers  # the challenge follows the request path, never a route table
+        parts = [f'resource_metadata="{self._challenge_metadata_url(scope)}"']
         if self.config.scopes_supported:
             parts.append(f'scope="{" ".join(self.config.scopes_supported)}"')
         return "Bearer " + ", ".join(parts)

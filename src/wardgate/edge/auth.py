@@ -9,6 +9,7 @@ decision id. Protected Resource Metadata (RFC 9728) is served at both well-known
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import time
@@ -54,6 +55,13 @@ MAX_SPINNING = 8
 _spinning = 0
 #: Share of the failure floor a request may wait for a JWKS refetch (unknown ``kid``).
 _JWKS_WAIT_SHARE = 0.6
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def is_metadata_path(path: str) -> bool:
@@ -218,7 +226,7 @@ class EdgeAuth:
         if self.config.public_url:
             return base + path, ()
         server = scope.get("server")
-        if not server or server[1] is None:
+        if not server or server[1] is None or not _is_loopback(server[0]):
             return base + path, ()
         scheme = scope.get("scheme", "http")
         others = tuple(f"{scheme}://{name}:{server[1]}{path}" for name in _LOOPBACK_NAMES)

@@ -90,7 +90,7 @@ class IssuerEntry(_Strict):
     #: The JWT ``typ`` header must equal exactly this (strict RFC 9068: ``at+jwt``).
     required_typ: str | None = None
     #: ``typ`` values taken as access tokens (case-insensitive, ``application/`` optional).
-    accepted_typs: tuple[str, ...] = ("at+jwt", "JWT")
+    accepted_typs: tuple[str, ...] = Field(("at+jwt", "JWT"), min_length=1)
     #: Accept tokens without ``typ``.
     allow_missing_typ: bool = False
     #: Accept tokens carrying ID-token claims (``nonce``, ``at_hash``, ``c_hash``).

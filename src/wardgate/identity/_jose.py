@@ -30,7 +30,7 @@ def _b64_json(segment: str, what: str, label: str) -> dict[str, Any]:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         value = loads_strict(raw)
     except (binascii.Error, ValueError, RecursionError) as exc:
-        raise AuthenticationFailed(f"{label}: {what} is not base64url JSON") from exc
+        raise AuthenticationFailed(f"{label}: {what} is not base64url strict JSON ({exc})") from exc
     if not isinstance(value, dict):
         raise AuthenticationFailed(f"{label}: {what} is not a JSON object")
     return value

@@ -11,10 +11,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from wardgate import __version__
 from wardgate.config import load_config
 from wardgate.config.model import GatewayConfig
-from wardgate.errors import WardgateError
+from wardgate.errors import ConfigError, WardgateError
 from wardgate.telemetry.logs import configure_logging
 
 __all__ = ["main"]
@@ -61,9 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
             }
             if overrides:
-                config = config.model_copy(
-                    update={"server": config.server.model_copy(update=overrides)}
-                )
+                config = with_overrides(config, overrides)
             return _run(config)
         if args.command == "wrap":
             return _wrap(args)
@@ -73,6 +73,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wardgate: {exc.detail}", file=sys.stderr)
         return exc.exit_code
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def with_overrides(config: GatewayConfig, overrides: dict[str, Any]) -> GatewayConfig:
+    """``config`` with ``[server]`` values from the command line, validated like the file.
+
+    ``model_copy(update=…)`` would skip validation: ``--host 0.0.0.0`` must meet the
+    same "a non-loopback bind needs [auth]" rule (and every other) as the file.
+
+    Raises:
+        ConfigError: the result is invalid; the message names the flag and the fault.
+    """
+    data = config.model_dump(mode="python", round_trip=True)
+    data["server"] = {**data["server"], **overrides}
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ConfigError(f"invalid configuration with {flags}\n  " + "\n  ".join(lines)) from None
 
 
 def _check(path: str) -> int:

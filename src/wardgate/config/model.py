@@ -178,6 +178,8 @@ class GatewayConfig(_Strict):
                 "serving on a non-loopback address needs an [auth] section "
                 "(or server.allow_anonymous = true, which lets anyone call every tool)"
             )
+        if self.auth is not None:
+            self.auth.check_listener(self.server.loopback)
         for name, route in self.routes.items():
             for upstream in route.upstreams:
                 if upstream not in self.upstreams:

@@ -67,7 +67,8 @@ _SIGNALS: dict[str, tuple[float, tuple[str, ...], str]] = {
         0.5,
         ("ssh", "id_rsa", ".env", "api", "password", "credential", "private", "secret", "token",
          "passwd"),
-        r"\b(?:send|post|upload|forward|include|append|exfiltrate|leak)\b[^.\n]{0,60}?"
+        r"\b(?:send|post|upload|forward|include|append|exfiltrate|leak|pass|attach|read|copy)"
+        r"\b[^.\n]{0,60}?"
         r"(?:~/\.ssh|id_rsa|\.env\b|api[_ ]?keys?\b|passwords?\b|credentials|private\s+keys?"
         r"|secrets?\b|tokens?\b|/etc/passwd)",
     ),

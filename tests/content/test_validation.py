@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.content.corpus import rates
+from tests.content.corpus import Sample, load, rates
 from wardgate.content.errors import ArgumentsInvalid, ArgumentsTooLarge, SuspiciousContent, ToolHeld
+from wardgate.content.injection import score_text
 from wardgate.content.limits import Limits
 from wardgate.content.schema import SchemaCache, close_schema
 from wardgate.content.validation import InputPolicy, InputValidator
@@ -190,3 +193,20 @@ def test_corpus_rates_are_bounded() -> None:
     print(f"injection heuristic: detection {detection:.1%} missed {misses}")
     assert false_positive <= 0.03, alarms
     assert detection >= 0.9, misses
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    before=st.integers(min_value=0, max_value=3000),
+    after=st.integers(min_value=0, max_value=3000),
+    attack=st.sampled_from(load("attacks")),
+)
+def test_an_attack_anywhere_in_a_long_text_scores_as_alone(
+    before: int, after: int, attack: Sample
+) -> None:
+    filler = "Quarterly figures, as discussed with the team yesterday. "
+    # On a line of its own: role prefixes count only at the start of a line.
+    text = (filler * 60)[:before] + "\n" + attack.text + "\n" + (filler * 60)[:after]
+    alone = score_text(attack.text, plain=attack.plain)
+    # Backtick density is diluted by the filler on purpose; every other signal stays.
+    assert score_text(text, plain=attack.plain).signals >= alone.signals - {"backticks"}

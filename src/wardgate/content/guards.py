@@ -17,7 +17,13 @@ from typing import Any
 
 from wardgate.content.errors import ToolHeld
 from wardgate.content.integrity import LISTS, Descriptor, descriptors, scan_descriptor
-from wardgate.content.output import cap_result, generic_error, guard_tool_error, strip_controls
+from wardgate.content.output import (
+    cap_result,
+    generic_error,
+    guard_tool_error,
+    screen_injection,
+    strip_controls,
+)
 from wardgate.content.pins import MemoryPinStore, PinBook, PinStore
 from wardgate.content.redactor import Redactor
 from wardgate.content.schema import SchemaCache
@@ -71,8 +77,9 @@ class RedactGuard:
 
 
 class OutputGuard:
-    """Generic upstream errors, tool errors that leak internals, control characters and
-    flood caps, on the final response of tools, prompts and resource reads."""
+    """Generic upstream errors, tool errors that leak internals, control characters,
+    flood caps and injected instructions, on the final response of tools, prompts and
+    resource reads."""
 
     name = "output"
     methods: frozenset[str] | None = _CALLS
@@ -104,6 +111,12 @@ class OutputGuard:
         if policy.strip_controls:
             out = strip_controls(out)
         out = cap_result(out, policy.caps)
+        out = screen_injection(
+            out,
+            call.ctx.decision_id,
+            threshold=policy.injection_threshold,
+            action=policy.injection_action,
+        )
         return message if out is result else Message({**raw, "result": out}, "response")
 
 

@@ -43,7 +43,8 @@ _SIGNALS: dict[str, tuple[float, tuple[str, ...], str]] = {
     ),
     "override": (
         0.8,
-        ("ignore", "disregard", "forget", "override", "bypass", "skip", "instruction", "now"),
+        ("ignore", "disregard", "forget", "override", "bypass", "skip", "instruction",
+         "you are now", "from now on"),
         r"\b(?:ignore|disregard|forget|override|bypass|skip)\s+(?:all\s+|any\s+|the\s+)?"
         r"(?:of\s+)?(?:your\s+|the\s+)?(?:previous|prior|above|earlier|preceding|former|"
         r"system|original|existing)\s+(?:instructions?|prompts?|rules|directions|guidelines|"
@@ -118,6 +119,17 @@ def _b64(run: str) -> str | None:
     return text if text and printable >= 0.9 * len(text) else None
 
 
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+_B64_TABLE = bytes(97 if c in _B64_CHARS else 32 for c in range(256))
+_B64_PROBE = b"a" * 16
+
+
+def _has_base64_run(text: str) -> bool:
+    """Whether ``text`` has 16 base64 characters in a row, at C speed: Python's ``re``
+    spends tens of microseconds per kilobyte looking for a class-led run."""
+    return _B64_PROBE in text.encode("utf-8", "surrogatepass").translate(_B64_TABLE)
+
+
 def _unescape_unicode(text: str) -> str:
     return _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group()[2:], 16)), text)
 
@@ -135,10 +147,11 @@ def decode_layers(text: str) -> list[str]:
                 found.append(html.unescape(item))
             if "\\" in item and _UNICODE_ESCAPE.search(item):
                 found.append(_unescape_unicode(item))
-            for run in _BASE64_RUN.findall(item):
-                decoded = _b64(run)
-                if decoded is not None:
-                    found.append(decoded)
+            if _has_base64_run(item):
+                for run in _BASE64_RUN.findall(item):
+                    decoded = _b64(run)
+                    if decoded is not None:
+                        found.append(decoded)
         frontier = [f for f in found if f not in variants]
         if not frontier:
             break
@@ -157,6 +170,31 @@ def _backtick_heavy(text: str) -> bool:
     return ticks >= 6 and ticks * 25 > len(text)
 
 
+#: How far a signal's match may reach before and after the guard literal inside it.
+_BEFORE, _AFTER = 200, 320
+_MAX_WINDOWS = 64
+
+
+def _found_near(regex: re.Pattern[str], text: str, low: str, guard: str) -> bool:
+    """Search ``regex`` only in windows around the guard's occurrences.
+
+    Every signal's match contains one of its guards and is bounded in length, so this
+    finds what a full search finds, at a cost that follows the occurrences rather than
+    the text's length (Python's ``re`` runs at a few MB/s on these alternations).
+    """
+    if len(low) != len(text) or len(text) <= _BEFORE + _AFTER:
+        return regex.search(text) is not None
+    start, windows = 0, 0
+    while (at := low.find(guard, start)) >= 0:
+        windows += 1
+        if windows > _MAX_WINDOWS:
+            return regex.search(text, start) is not None
+        if regex.search(text, max(0, at - _BEFORE), at + _AFTER) is not None:
+            return True
+        start = at + 1
+    return False
+
+
 def score_text(text: str, *, plain: bool) -> Score:
     """Score one string; ``plain``: the field is declared as plain text (not code)."""
     signals: set[str] = set()
@@ -166,9 +204,8 @@ def score_text(text: str, *, plain: bool) -> Score:
             if name in signals or (not plain and name in _PLAIN_ONLY):
                 continue
             for guard in guards:
-                if guard in low:
-                    if regex.search(variant):
-                        signals.add(name)
+                if guard in low and _found_near(regex, variant, low, guard):
+                    signals.add(name)
                     break
         if plain and _backtick_heavy(variant):
             signals.add("backticks")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wardgate.content.integrity import ScanLimits
-from wardgate.content.output import FloodCaps
+from wardgate.content.output import FloodCaps, InjectionAction
 from wardgate.content.schema import CompiledSchema
 from wardgate.content.validation import InputPolicy
 
@@ -29,6 +29,9 @@ class OutputPolicy:
     #: Let this tool's error text reach the model (after redaction) even when it leaks.
     allow_error_text: bool = False
     strip_controls: bool = True
+    #: Indirect prompt injection in text results: off, annotate, redact or quarantine.
+    injection_action: InjectionAction = "annotate"
+    injection_threshold: float = 0.6
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """What the content guards add to one call through the pipeline, measured in-process.
 
-Drives a real :class:`~wardgate.core.pipeline.Pipeline` the way a route does (begin,
+Drives a real :class:`~wardgate.core.pipeline.Pipeline` the way a route does (call, admit,
 one reply message, end) for a typical ``tools/call`` (four arguments, a 2 kB text
 result), once with no guards and once with the four content guards, and prints p50 and
 p99 per call of each and the difference. Target (issue 8): at most 0.15 ms p50 added.
@@ -43,9 +43,12 @@ TEXT = ("Cell B12 of sheet Q3 now reads: Total revenue, in euros. " * 40)[:2048]
 async def one(pipeline: Pipeline, method: str, params: dict[str, Any], result: Any) -> None:
     ctx = CallContext(route="r", upstream="sheets", target=params.get("name"))
     request = Message({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, "request")
-    call = await pipeline.begin(ctx, request)
-    await call.message(Message({"jsonrpc": "2.0", "id": 1, "result": result}, "response"))
-    await call.end(200)
+    call = pipeline.call(ctx, request)
+    try:
+        await pipeline.admit(call)
+        await call.message(Message({"jsonrpc": "2.0", "id": 1, "result": result}, "response"))
+    finally:
+        await call.end(200)
 
 
 async def measure(pipeline: Pipeline, calls: int) -> list[float]:

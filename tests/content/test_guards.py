@@ -66,8 +66,9 @@ class Gate:
         request = Message(
             {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, "request"
         )
-        call = await self.pipeline.begin(ctx, request)
+        call = self.pipeline.call(ctx, request)
         try:
+            await self.pipeline.admit(call)
             out = [await call.message(m) for m in extra]
             key = "error" if isinstance(result, dict) and "code" in result else "result"
             final = Message({"jsonrpc": "2.0", "id": 1, key: result}, "response")

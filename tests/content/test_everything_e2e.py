@@ -37,20 +37,22 @@ async def test_everything_lists_the_same_and_its_streams_are_redacted() -> None:
     assert NODE is not None
     rec = Recorder()
     guards = {"ev": content_guards(ContentSettings())}
-    async with run_gateway(_config(), extra_guards=guards) as (base, _):
-        async with full_client(f"{base}/mcp/ev", rec) as client:
-            through = (await client.list_tools()).model_dump()
-            echo = await bounded(client.call_tool("echo", {"message": f"my token {GITHUB}"}))
-            sampled = await bounded(
-                client.call_tool(
-                    "trigger-sampling-request", {"prompt": f"use {GITHUB}", "maxTokens": 5}
-                ),
-                30,
-            )
-            long_run = await bounded(
-                client.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 3}),
-                30,
-            )
+    async with (
+        run_gateway(_config(), extra_guards=guards) as (base, _),
+        full_client(f"{base}/mcp/ev", rec) as client,
+    ):
+        through = (await client.list_tools()).model_dump()
+        echo = await bounded(client.call_tool("echo", {"message": f"my token {GITHUB}"}))
+        sampled = await bounded(
+            client.call_tool(
+                "trigger-sampling-request", {"prompt": f"use {GITHUB}", "maxTokens": 5}
+            ),
+            30,
+        )
+        long_run = await bounded(
+            client.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 3}),
+            30,
+        )
     params = StdioServerParameters(command=NODE, args=[str(EVERYTHING), "stdio"])
     async with Client(
         params,

@@ -11,6 +11,7 @@ The fallback runs one combined alternation to find the first place anything matc
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
@@ -28,8 +29,9 @@ __all__ = [
 
 log = logging.getLogger("wardgate.content.engine")
 
-#: (start, end, pattern index) of one match.
-Span = tuple[int, int, int]
+#: (start, end, pattern index, the match) of one match; the match object lets the
+#: redactor read the secret's group without matching again.
+Span = tuple[int, int, int, "re.Match[bytes]"]
 
 
 class ScanEngine(Protocol):
@@ -48,8 +50,6 @@ class ReEngine:
     name = "re"
 
     def __init__(self, patterns: Sequence[SecretPattern]) -> None:
-        import re
-
         self._patterns = tuple(patterns)
         parts = [
             b"(?i:%s)" % p.regex if p.caseless else b"(?:%s)" % p.regex for p in self._patterns
@@ -67,9 +67,9 @@ class ReEngine:
         for index, pattern in enumerate(self._patterns):
             # No pattern matches before ``begin``, so starting there changes nothing.
             spans.extend(
-                (m.start(), m.end(), index) for m in pattern.compiled.finditer(data, begin)
+                (m.start(), m.end(), index, m) for m in pattern.compiled.finditer(data, begin)
             )
-        spans.sort()
+        spans.sort(key=_order)
         return spans
 
 
@@ -110,6 +110,18 @@ class HyperscanEngine:
         self._db = db
         self._scratch = hyperscan.Scratch(db)
 
+    def scan_only(self, data: bytes) -> int:
+        """The bare Hyperscan pass (no confirm step): how many matches it reports."""
+        count = 0
+
+        def on_match(index: int, start: int, end: int, flags: int, ctx: object) -> None:
+            nonlocal count
+            count += 1
+
+        if self._db is not None and data:
+            self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
+        return count
+
     def find(self, data: bytes) -> list[Span]:
         if self._db is None or not data:
             return []
@@ -133,8 +145,12 @@ class HyperscanEngine:
             if found is None or found.end() == start:
                 continue
             ends[index] = found.end()
-            spans.append((start, found.end(), index))
+            spans.append((start, found.end(), index, found))
         return spans
+
+
+def _order(span: Span) -> tuple[int, int, int]:
+    return span[0], span[1], span[2]
 
 
 def hyperscan_available() -> bool:

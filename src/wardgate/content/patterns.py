@@ -103,7 +103,13 @@ BUILTIN_PATTERNS: tuple[SecretPattern, ...] = (
         group=1,
         caseless=True,
     ),
-    SecretPattern("gcp_oauth_token", rb"\bya29\.[" + _URLSAFE + rb"]{20,512}", 517),
+    SecretPattern(
+        "gcp_oauth_token",
+        rb"\bya29\.[" + _URLSAFE + rb"]{20,512}",
+        517,
+        # Fixed-length triggers report one match per token instead of one per extra byte.
+        trigger=rb"\bya29\.[" + _URLSAFE + rb"]{20}",
+    ),
     SecretPattern(
         "gcp_service_account_key",
         rb"private_key_id\\{0,3}\"\s{0,4}:\s{0,4}\\{0,3}\"([a-f0-9]{40})",
@@ -152,6 +158,7 @@ BUILTIN_PATTERNS: tuple[SecretPattern, ...] = (
         1040,
         group=1,
         caseless=True,
+        trigger=rb"\bbearer\s{1,4}[A-Za-z0-9\-._~+/]{16}",
     ),
     SecretPattern(
         "connection_string_password",

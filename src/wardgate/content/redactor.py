@@ -64,7 +64,7 @@ class Redactor:
             return []
         found: list[Found] = []
         patterns = self.patterns
-        for start, end, index in raw:
+        for start, end, index, match in raw:
             origin = start
             pattern = patterns[index]
             if pattern.check is not None:
@@ -73,8 +73,7 @@ class Redactor:
                     continue
                 end = start + keep
             if pattern.group:
-                match = pattern.compiled.match(data, start)
-                if match is None or match.start(pattern.group) < 0:
+                if match.start(pattern.group) < 0:
                     continue
                 start, end = match.span(pattern.group)
             found.append((start, end, pattern.kind, origin))

@@ -41,12 +41,9 @@ _CALLS = frozenset({"tools/call", "prompts/get", "resources/read"})
 _KIND_OF_CALL = {"tools/call": "tool", "prompts/get": "prompt", "resources/read": "resource"}
 
 
-def _upstream(call: Call) -> str:
-    return call.ctx.upstream or ""
-
-
 def _target(call: Call, message: Message) -> str | None:
-    return call.ctx.target or message.target_name
+    """The name as the client sees it (prefixed on a federated route), as lists show it."""
+    return message.target_name or call.ctx.target
 
 
 def _withheld(call: Call, guard: str, target: str, reason: str) -> None:
@@ -139,7 +136,7 @@ class ValidateGuard:
     async def on_request(self, call: Call, message: Message) -> Message:
         """Raises: ArgumentsInvalid, ArgumentsTooLarge, SuspiciousContent, ToolHeld."""
         tool = _target(call, message) or ""
-        entry = self.catalog.get(_upstream(call), tool)
+        entry = self.catalog.get(call.ctx.route, tool)
         if entry is not None and entry.held:
             raise ToolHeld(f"tool {tool!r} is held: {entry.held}")
         if entry is None and self.settings.unlisted == "deny":
@@ -163,7 +160,8 @@ class ValidateGuard:
             name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(name, str):
                 continue
-            entry = self.catalog.entry(_upstream(call), name)
+            identity = self.settings.identity(call.ctx.upstream, call.ctx.route)
+            entry = self.catalog.entry(call.ctx.route, name, identity)
             try:
                 entry.schema = self.validator.schemas.compile(
                     name, item.get("inputSchema"), closed=self.settings.input_for(name).closed
@@ -204,20 +202,24 @@ class IntegrityGuard:
         if target is None or method not in _KIND_OF_CALL:
             return message
         kind = _KIND_OF_CALL[method]
-        upstream = _upstream(call)
+        route = call.ctx.route
         if kind == "tool":
-            entry = self.catalog.get(upstream, target)
+            entry = self.catalog.get(route, target)
             if entry is not None:
                 if entry.held:
                     raise ToolHeld(f"tool {target!r} is held: {entry.held}")
                 return message
-        elif (upstream, kind, target) in self._held:
+        elif (route, kind, target) in self._held:
             raise ToolHeld(f"{kind} {target!r} is held")
-        # Not seen listed by this replica: another may have seen it change.
-        identity = self.settings.identity(call.ctx.upstream, call.ctx.route)
-        pin = await self.book.store.get(identity, f"{kind}|{target}")
-        if pin is not None and (pin.status != "approved" or pin.pending is not None):
-            raise ToolHeld(f"{kind} {target!r} is pending review")
+        # Not seen listed by this replica: another may have seen it change. A list is
+        # pinned under its upstream's identity, or the route's when it merges several.
+        for identity in {
+            self.settings.identity(call.ctx.upstream, route),
+            self.settings.identity(None, route),
+        }:
+            pin = await self.book.store.get(identity, f"{kind}|{target}")
+            if pin is not None and (pin.status != "approved" or pin.pending is not None):
+                raise ToolHeld(f"{kind} {target!r} is pending review")
         return message
 
     async def on_message(self, call: Call, message: Message) -> Message | None:
@@ -235,7 +237,7 @@ class IntegrityGuard:
         held: set[str] = set()
         for d in descriptors(method, result):
             reason = await self._verdict(call, identity, d)
-            self._mark(call, d, reason)
+            self._mark(call, identity, d, reason)
             if reason is not None:
                 held.add(d.name)
                 _withheld(call, self.name, d.name, reason)
@@ -256,7 +258,7 @@ class IntegrityGuard:
                 extra={"decision_id": call.ctx.decision_id, "upstream": identity},
             )
             return f"descriptor {verdict}"
-        others = self.catalog.names(except_upstream=call.ctx.upstream)
+        others = self.catalog.names(except_upstream=identity)
         findings = scan_descriptor(d, other_tools=others, limits=self.settings.scan)
         if not findings:
             return None
@@ -270,16 +272,16 @@ class IntegrityGuard:
         )
         return "poisoning scan" if self.settings.scan_action == "hold" else None
 
-    def _mark(self, call: Call, d: Descriptor, reason: str | None) -> None:
-        upstream = _upstream(call)
+    def _mark(self, call: Call, identity: str, d: Descriptor, reason: str | None) -> None:
+        route = call.ctx.route
         if d.kind == "tool":
-            entry = self.catalog.entry(upstream, d.name)
+            entry = self.catalog.entry(route, d.name, identity)
             if reason is not None or entry.held != "schema":
                 entry.held = reason
         elif reason is None:
-            self._held.discard((upstream, d.kind, d.name))
+            self._held.discard((route, d.kind, d.name))
         else:
-            self._held.add((upstream, d.kind, d.name))
+            self._held.add((route, d.kind, d.name))
 
     async def _instructions(
         self, call: Call, message: Message, result: dict[str, Any]
@@ -303,16 +305,18 @@ def content_guards(
     redactor: Redactor | None = None,
     pins: PinStore | None = None,
     schemas: SchemaCache | None = None,
+    catalog: ToolCatalog | None = None,
 ) -> list[RedactGuard | OutputGuard | IntegrityGuard | ValidateGuard]:
     """The four content guards of one route, in pipeline order, sharing one catalog.
 
-    ``redactor`` and ``schemas`` may be shared across routes (they hold no route state);
-    ``pins`` is the fleet's pin store (memory when ``None``: one replica only).
+    ``redactor``, ``schemas`` and ``catalog`` may be shared across routes (pass the same
+    catalog to every route so the shadowing scan sees every upstream's tools); ``pins``
+    is the fleet's pin store (memory when ``None``: one replica only).
 
     Raises:
         ConfigError: hyperscan or jsonschema-rs are missing or cannot compile.
     """
-    catalog = ToolCatalog()
+    catalog = catalog if catalog is not None else ToolCatalog()
     book = PinBook(pins if pins is not None else MemoryPinStore(), on_new=settings.on_new)
     return [
         RedactGuard(redactor if redactor is not None else Redactor()),

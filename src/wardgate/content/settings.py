@@ -69,36 +69,40 @@ class ContentSettings:
 
 @dataclass(slots=True)
 class CatalogEntry:
-    """What the route knows about one listed tool."""
+    """What is known about one listed tool."""
 
+    upstream: str  # the identity of the upstream that listed it
     schema: CompiledSchema | None = None
     held: str | None = None  # why it is held back (a stable word), None if usable
 
 
 class ToolCatalog:
-    """Tools by (upstream member, name), learnt from lists; bounded (oldest out).
+    """Tools by (route, name as the client sees it), learnt from lists; bounded (oldest
+    out). One catalog may serve every route of a gateway: the shadowing scan then knows
+    the tools of every other upstream.
 
-    A tool dropped from the catalog by the bound is treated as unlisted, never as usable.
+    Client-visible names are the key because they are what both a list result and a call
+    carry on every route (a federated route prefixes them; the call's context holds the
+    unprefixed name). A tool dropped by the bound is treated as unlisted, never as usable.
     """
 
     def __init__(self, *, max_entries: int = 10_000) -> None:
         self._max = max_entries
         self._entries: OrderedDict[tuple[str, str], CatalogEntry] = OrderedDict()
 
-    def get(self, upstream: str | None, tool: str) -> CatalogEntry | None:
-        return self._entries.get((upstream or "", tool))
+    def get(self, route: str, tool: str) -> CatalogEntry | None:
+        return self._entries.get((route, tool))
 
-    def entry(self, upstream: str | None, tool: str) -> CatalogEntry:
-        """The entry for a tool, created if new."""
-        key = (upstream or "", tool)
+    def entry(self, route: str, tool: str, upstream: str) -> CatalogEntry:
+        """The entry for a tool, created if new (or listed now by another upstream)."""
+        key = (route, tool)
         found = self._entries.get(key)
-        if found is None:
-            found = self._entries[key] = CatalogEntry()
+        if found is None or found.upstream != upstream:
+            found = self._entries[key] = CatalogEntry(upstream)
             if len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return found
 
-    def names(self, *, except_upstream: str | None) -> list[str]:
-        """Tool names of every other upstream (for the shadowing scan)."""
-        skip = except_upstream or ""
-        return [name for (up, name) in self._entries if up != skip]
+    def names(self, *, except_upstream: str) -> list[str]:
+        """Tool names listed by every other upstream (for the shadowing scan)."""
+        return [name for (_, name), e in self._entries.items() if e.upstream != except_upstream]

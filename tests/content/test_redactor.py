@@ -182,3 +182,29 @@ def test_clean_messages_are_returned_as_the_same_object() -> None:
     message = _message("nothing secret here, just 1234 and text")
     for redactor in REDACTORS.values():
         assert redactor.redact_json(message) is message
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | CLEAN,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet="abcxyz", max_size=5), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=JSON_VALUES, kind=st.sampled_from(sorted(SAMPLES)), seed=st.integers(0, 1000))
+def test_a_secret_in_any_string_of_any_json_value_is_removed(
+    value: object, kind: str, seed: int
+) -> None:
+    text, secret = SAMPLES[kind]
+    message = {"jsonrpc": "2.0", "id": 1, "result": {"structuredContent": value, "n": seed}}
+    # Plant the secret in a string somewhere: a new leaf beside the value, or a key.
+    planted = {**message, "result": {**message["result"], f"k{seed}": [value, f"x {text} y"]}}
+    for redactor in REDACTORS.values():
+        out = redactor.redact_json(planted)
+        assert secret not in json.dumps(out)
+        assert out["result"]["structuredContent"] == value  # clean parts are kept as they were
+        assert redactor.redact_json(message) is message

@@ -138,7 +138,11 @@ class Gateway:
                 separator=rc.separator,
             )
         server = config.server
-        self.jwe = GatewayJweKey.load(server.jwe.key_file) if server.jwe is not None else None
+        self.jwe = (
+            GatewayJweKey.load(server.jwe.key_file, server.jwe.signing_key_file)
+            if server.jwe is not None
+            else None
+        )
         self.app = EdgeApp(
             {
                 n: StreamableHttpEndpoint(
@@ -153,7 +157,8 @@ class Gateway:
                 for n, r in self.routes.items()
             },
             {n: LegacySseEndpoint(r, server.max_body_bytes) for n, r in self.routes.items()}
-            if server.legacy_sse
+            # Legacy SSE cannot seal its stream: where sealing is required it is not served.
+            if server.legacy_sse and not (server.jwe is not None and server.jwe.required)
             else {},
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
             self.auth,

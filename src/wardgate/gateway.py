@@ -54,6 +54,8 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
             env=config.env,
             cwd=config.cwd,
             request_timeout=config.request_timeout_seconds,
+            max_processes=config.max_processes,
+            idle_seconds=config.idle_seconds,
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(
@@ -104,7 +106,12 @@ class Gateway:
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
             kind = FederatedRoute if len(members) > 1 else Route
             self.routes[name] = kind(
-                name, members, Pipeline(guards), self.sessions, separator=rc.separator
+                name,
+                members,
+                Pipeline(guards),
+                self.sessions,
+                separator=rc.separator,
+                isolation=rc.isolation,
             )
         server = config.server
         self.jwe = GatewayJweKey.load(server.jwe.key_file) if server.jwe is not None else None

@@ -25,6 +25,7 @@ import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import orjson
 
@@ -35,7 +36,7 @@ from wardgate.upstream.channel import ChannelSession
 from wardgate.upstream.sandbox import Sandbox
 from wardgate.wire.jsonrpc import Message
 
-__all__ = ["StdioSession", "StdioUpstream", "stop_process_group"]
+__all__ = ["StdioSession", "StdioUpstream", "exited", "stop_process_group"]
 
 log = logging.getLogger("wardgate.upstream.stdio")
 
@@ -181,13 +182,73 @@ async def stop_process_group(proc: asyncio.subprocess.Process, grace: float = _S
         with contextlib.suppress(Exception):
             proc.stdin.close()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), grace)
+        await asyncio.wait_for(exited(proc), grace)
     _signal_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), grace)
+        await asyncio.wait_for(exited(proc), grace)
     _signal_group(proc.pid, signal.SIGKILL)
+
+    async def gone() -> None:
+        await exited(proc)
+        # SIGKILL lands asynchronously: return once nothing of the group runs.
+        # No event tells when another process's children die: poll, bounded by grace.
+        while _group_runs(proc.pid):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), grace)
+        await asyncio.wait_for(gone(), grace)
+
+
+async def exited(proc: asyncio.subprocess.Process) -> None:
+    """Return when the child has exited.
+
+    Not ``proc.wait()``: asyncio's waits for the pipes to close too, which a grandchild
+    holding the server's stdout can put off for ever. A pidfd says it at once (Linux);
+    elsewhere, the return code is polled.
+    """
+    if proc.returncode is not None:
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        while proc.returncode is None:
+            await asyncio.sleep(0.05)
+        return
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def _group_runs(pgid: int) -> bool:
+    """Does any process of group ``pgid`` still run? Zombies (waiting for their parent
+    to reap them) run nothing; where ``/proc`` is missing, trust the SIGKILL."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return False
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
@@ -224,7 +285,9 @@ class StdioSession(ChannelSession):
         self.last_used = self._up._clock()
 
     def _running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None and not self._eof
+        # Only the reader says the process is gone (at EOF, after failing its calls), so
+        # a new process never starts while the old one's reader is still at work.
+        return self._proc is not None and not self._eof
 
     async def _connect(self) -> None:
         try:
@@ -234,14 +297,28 @@ class StdioSession(ChannelSession):
         proc = self._proc
         self._eof = False
         self._abort_reason = None
+        reader = asyncio.create_task(self._read_stdout(proc))
         self._tasks = [
-            asyncio.create_task(self._read_stdout(proc)),
+            reader,
             asyncio.create_task(self._read_stderr(proc)),
+            asyncio.create_task(self._watch_exit(proc, reader)),
         ]
+
+    async def _watch_exit(
+        self, proc: asyncio.subprocess.Process, reader: asyncio.Task[None]
+    ) -> None:
+        """When the server exits, stop what is left of its group: a child that kept the
+        server's stdout open would otherwise hold the reader (and every call) forever."""
+        await exited(proc)
+        if not self._closed:
+            await stop_process_group(proc, grace=0.5)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(reader), _STOP_GRACE)
+        reader.cancel()  # a descendant outside the group still holds stdout
 
     async def _send(self, data: bytes) -> None:
         proc = self._proc
-        if proc is None or proc.stdin is None or proc.returncode is not None:
+        if proc is None or proc.stdin is None or proc.returncode is not None or self._eof:
             raise UpstreamError(f"upstream {self._up.name} is not running")
         try:
             proc.stdin.write(data + b"\n")
@@ -286,9 +363,10 @@ class StdioSession(ChannelSession):
             self._eof = True
             reason = self._abort_reason or "exited"
             self._fail_pending(UpstreamError(f"upstream {self._up.name} {reason} mid-call"))
-            # Whatever is left of the process and its group must not outlive it.
-            if not self._closed:
-                self._spawn(stop_process_group(proc, grace=0.5))
+            if proc.returncode is None:
+                # It closed stdout but lives on: useless, stop it (the exit watcher
+                # then stops the rest of its group).
+                _signal_group(proc.pid, signal.SIGKILL)
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None

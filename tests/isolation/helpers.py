@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -87,6 +88,7 @@ async def eventually(predicate: Any, timeout: float = BOUND) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
+@contextlib.asynccontextmanager
 async def started(upstream: StdioUpstream) -> AsyncIterator[StdioUpstream]:
     await upstream.start()
     try:

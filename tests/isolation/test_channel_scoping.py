@@ -29,7 +29,7 @@ from .helpers import (
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[StdioUpstream]:
-    async for up in started(raw_upstream(request_timeout=30)):
+    async with started(raw_upstream(request_timeout=30)) as up:
         yield up
 
 

@@ -16,7 +16,7 @@ async def _pid(upstream: StdioUpstream, caller_key: str) -> int:
 
 
 async def test_tenants_never_share_a_process_by_default() -> None:
-    async for up in started(raw_upstream()):
+    async with started(raw_upstream()) as up:
         a1 = await _pid(up, key("alice", "tenant", tenant="t1"))
         b1 = await _pid(up, key("bob", "tenant", tenant="t1"))
         c2 = await _pid(up, key("carol", "tenant", tenant="t2"))
@@ -26,7 +26,7 @@ async def test_tenants_never_share_a_process_by_default() -> None:
 
 
 async def test_principal_isolation_gives_each_principal_its_process() -> None:
-    async for up in started(raw_upstream()):
+    async with started(raw_upstream()) as up:
         alice = await _pid(up, key("alice", "principal", tenant="t1"))
         bob = await _pid(up, key("bob", "principal", tenant="t1"))
         assert alice != bob
@@ -34,12 +34,12 @@ async def test_principal_isolation_gives_each_principal_its_process() -> None:
 
 
 async def test_shared_isolation_is_one_process_for_everyone() -> None:
-    async for up in started(raw_upstream()):
+    async with started(raw_upstream()) as up:
         assert await _pid(up, key("alice", tenant="t1")) == await _pid(up, key("bob", tenant="t2"))
 
 
 async def test_over_the_cap_the_least_recently_used_idle_process_is_stopped() -> None:
-    async for up in started(raw_upstream(max_processes=2)):
+    async with started(raw_upstream(max_processes=2)) as up:
         first = await _pid(up, key("t1-user", "tenant", tenant="t1"))
         await _pid(up, key("t2-user", "tenant", tenant="t2"))
         await _pid(up, key("t1-user", "tenant", tenant="t1"))  # t1 is now the most recent
@@ -49,7 +49,7 @@ async def test_over_the_cap_the_least_recently_used_idle_process_is_stopped() ->
 
 
 async def test_over_the_cap_with_every_process_busy_the_call_is_refused() -> None:
-    async for up in started(raw_upstream(max_processes=2)):
+    async with started(raw_upstream(max_processes=2)) as up:
         t1 = up.shared_session(key("a", "tenant", tenant="t1"))
         t2 = up.shared_session(key("b", "tenant", tenant="t2"))
         held = [await call(t1, 1, "wait", tag="x"), await call(t2, 1, "wait", tag="y")]
@@ -65,7 +65,7 @@ async def test_over_the_cap_with_every_process_busy_the_call_is_refused() -> Non
 
 
 async def test_session_flood_stops_at_the_cap_and_the_open_session_keeps_working() -> None:
-    async for up in started(raw_upstream(max_processes=3)):
+    async with started(raw_upstream(max_processes=3)) as up:
         legit = await up.open_session()
         init = {
             "jsonrpc": "2.0",
@@ -92,7 +92,7 @@ async def test_session_flood_stops_at_the_cap_and_the_open_session_keeps_working
 
 async def test_idle_processes_are_reaped_and_restarted_on_demand() -> None:
     now = [0.0]
-    async for up in started(raw_upstream(idle_seconds=60, clock=lambda: now[0])):
+    async with started(raw_upstream(idle_seconds=60, clock=lambda: now[0])) as up:
         alice = key("alice", "tenant", tenant="t1")
         before = await _pid(up, alice)
         session = up._pool[key("alice", "tenant", tenant="t1").split("\n")[0]]
@@ -106,7 +106,7 @@ async def test_idle_processes_are_reaped_and_restarted_on_demand() -> None:
 
 
 async def test_the_reaper_runs_on_a_timer() -> None:
-    async for up in started(raw_upstream(idle_seconds=0.2)):
+    async with started(raw_upstream(idle_seconds=0.2)) as up:
         await _pid(up, key("alice"))
         assert up.processes == 1
         await eventually(lambda: up.processes == 0)
@@ -114,7 +114,7 @@ async def test_the_reaper_runs_on_a_timer() -> None:
 
 async def test_a_busy_process_is_never_reaped() -> None:
     now = [0.0]
-    async for up in started(raw_upstream(idle_seconds=1, clock=lambda: now[0])):
+    async with started(raw_upstream(idle_seconds=1, clock=lambda: now[0])) as up:
         alice = up.shared_session(key("alice"))
         held = await call(alice, 1, "wait", tag="x")
         now[0] = 3600.0

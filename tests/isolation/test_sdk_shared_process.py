@@ -38,7 +38,7 @@ async def _answer(session: UpstreamSession, request_id: int, name: str, **kw: An
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[StdioUpstream]:
-    async for up in started(StdioUpstream("sdk", SDK_SERVER, PlainProcessRunner())):
+    async with started(StdioUpstream("sdk", SDK_SERVER, PlainProcessRunner())) as up:
         yield up
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from isolation.helpers import answer, call, eventually, key, raw_upstream, rest, started, text_of
+
 from wardgate.errors import UpstreamError, UpstreamTimeout
 
 
 async def test_a_server_that_stops_answering_is_restarted() -> None:
-    async for up in started(raw_upstream(request_timeout=2, health_timeout=0.3)):
+    async with started(raw_upstream(request_timeout=2, health_timeout=0.3)) as up:
         alice = up.shared_session(key("alice"))
         bob = up.shared_session(key("bob"))
         before = int(text_of(await answer(alice, 1, "pid")))
@@ -35,7 +35,7 @@ async def test_a_server_that_stops_answering_is_restarted() -> None:
 
 
 async def test_a_slow_but_answering_server_is_not_restarted() -> None:
-    async for up in started(raw_upstream(request_timeout=0.5, health_timeout=2)):
+    async with started(raw_upstream(request_timeout=0.5, health_timeout=2)) as up:
         alice = up.shared_session(key("alice"))
         before = int(text_of(await answer(alice, 1, "pid")))
         with pytest.raises(UpstreamTimeout):
@@ -48,7 +48,7 @@ async def test_a_slow_but_answering_server_is_not_restarted() -> None:
 
 
 async def test_a_server_that_stops_reading_stdin_is_restarted() -> None:
-    async for up in started(raw_upstream(request_timeout=30, health_timeout=0.5)):
+    async with started(raw_upstream(request_timeout=30, health_timeout=0.5)) as up:
         alice = up.shared_session(key("alice"))
         before = int(text_of(await answer(alice, 1, "pid")))
         assert text_of(await answer(alice, 2, "deaf")) == "deaf"

@@ -18,7 +18,7 @@ from isolation.helpers import (
 
 
 async def test_close_kills_the_whole_process_group() -> None:
-    async for up in started(raw_upstream()):
+    async with started(raw_upstream()) as up:
         session = await up.open_session()
         grandchild = int(text_of(await answer(session, 1, "spawn")))
         leader = session.pid
@@ -30,7 +30,7 @@ async def test_close_kills_the_whole_process_group() -> None:
 
 
 async def test_a_crashed_servers_children_are_stopped_before_the_restart() -> None:
-    async for up in started(raw_upstream()):
+    async with started(raw_upstream()) as up:
         alice = up.shared_session(key("alice"))
         grandchild = int(text_of(await answer(alice, 1, "spawn")))
         leader = int(text_of(await answer(alice, 2, "pid")))
@@ -42,7 +42,7 @@ async def test_a_crashed_servers_children_are_stopped_before_the_restart() -> No
 
 async def test_aclose_leaves_no_process_behind() -> None:
     leaders = []
-    async for up in started(raw_upstream()):
+    async with started(raw_upstream()) as up:
         for name in ("alice", "bob"):
             view = up.shared_session(key(name, "principal"))
             await answer(view, 1, "spawn")
@@ -57,7 +57,7 @@ async def test_children_inherit_no_descriptor_but_stdio() -> None:
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, True)  # even one marked inheritable stays behind
     try:
-        async for up in started(raw_upstream()):
+        async with started(raw_upstream()) as up:
             fds = json.loads(text_of(await answer(up.shared_session(key("a")), 1, "fds")))
     finally:
         os.close(read_end)

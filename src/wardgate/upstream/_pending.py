@@ -16,7 +16,7 @@ from wardgate.wire.jsonrpc import JsonObject, RequestId
 if TYPE_CHECKING:
     from wardgate.upstream.channel import ChannelSession
 
-__all__ = ["SUBSCRIPTION", "CallerView", "Pending", "ReplyStream", "downward", "upward"]
+__all__ = ["SUBSCRIPTION", "CallerView", "Pending", "ReplyStream", "downward", "refusal", "upward"]
 
 SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 
@@ -150,3 +150,12 @@ def downward(raw: JsonObject, pending: Pending) -> JsonObject:
     if isinstance(meta, dict) and SUBSCRIPTION in meta:
         params["_meta"] = {**meta, SUBSCRIPTION: pending.client_id}
     return {**raw, "params": params}
+
+
+def refusal(raw: JsonObject) -> JsonObject:
+    """The answer to a server request no caller may be given: ``ping`` is answered,
+    anything else refused."""
+    if raw.get("method") == "ping":
+        return {"jsonrpc": "2.0", "id": raw["id"], "result": {}}
+    error = {"code": -32603, "message": "No client can answer this request"}
+    return {"jsonrpc": "2.0", "id": raw["id"], "error": error}

@@ -1,24 +1,19 @@
 """A session over one bidirectional message channel (a stdio pipe, a legacy SSE stream).
 
-One channel may carry the calls of several callers (a stateless-era process shared by
-a tenant, or by everyone when the operator says so). Everything the protocol names by
-id is therefore scoped to the caller:
+One channel may carry several callers (a stateless-era process shared by a tenant, or
+by everyone), so all the protocol names by id is scoped to the caller: each request
+gets a fresh upstream id, and its answer goes back by that id only; a caller's
+``notifications/cancelled`` is looked up in that caller's own table; progress tokens
+become the upstream id going up and the caller's token again coming down; a caller may
+answer only a server request it was given. A server message that belongs to no request
+goes, on a channel of one principal, to the only request in flight or else the
+standalone stream (dedicated sessions); on a channel shared across principals, to no
+one (server requests are refused upstream, so they never wait).
 
-- request ids: every request gets a fresh upstream id; the answer goes back by that id
-  only, so equal client ids never cross, and a caller's ``notifications/cancelled`` is
-  looked up in that caller's own table (never passed on raw);
-- progress tokens: replaced by the upstream id going up and restored coming down, so
-  two callers using one token each see only their own progress;
-- server-to-client requests: a caller may answer only one it was given;
-- messages that belong to no request in flight: on a channel whose callers are all
-  one principal they go to the only request in flight, else to the standalone stream
-  (dedicated sessions); on a channel shared across principals they go to nobody
-  (server requests are refused upstream so that they never wait).
-
-``notifications/cancelled`` goes upstream only for a request still in flight whose
-caller went away or timed out. A request that times out also has the channel probed
-with ``ping``: a server that is alive but no longer answers is stopped (subclasses'
-``_abort``), which fails every call in flight with :class:`UpstreamError`.
+``notifications/cancelled`` goes upstream only for a call still in flight whose caller
+went away or timed out. After a timeout the channel is probed with ``ping``; a server
+that does not answer is stopped (``_abort``) and every call in flight fails with
+:class:`UpstreamError`.
 """
 
 from __future__ import annotations
@@ -40,6 +35,7 @@ from wardgate.upstream._pending import (
     Pending,
     ReplyStream,
     downward,
+    refusal,
     upward,
 )
 from wardgate.upstream.seam import Event, Reply
@@ -238,14 +234,9 @@ class ChannelSession:
             self._server_requests.popitem(last=False)
 
     async def _refuse_server_request(self, raw: JsonObject) -> None:
-        if raw.get("method") == "ping":
-            answer: JsonObject = {"jsonrpc": "2.0", "id": raw["id"], "result": {}}
-        else:
-            error = {"code": -32603, "message": "No client can answer this request"}
-            answer = {"jsonrpc": "2.0", "id": raw["id"], "error": error}
         # If the channel is going away, nothing waits for the answer any more.
         with contextlib.suppress(UpstreamError):
-            await self._write(answer)
+            await self._write(refusal(raw))
 
     def _fail_pending(self, error: UpstreamError | None = None) -> None:
         failure = error or UpstreamError(f"upstream {self._name} went away mid-call")

@@ -212,7 +212,7 @@ async def exited(proc: asyncio.subprocess.Process) -> None:
     try:
         fd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
-        while proc.returncode is None:
+        while proc.returncode is None:  # noqa: ASYNC110 - no event without a pidfd
             await asyncio.sleep(0.05)
         return
     done: asyncio.Future[None] = loop.create_future()

@@ -28,6 +28,7 @@ from typing import Any
 held: dict[str, Any] = {}  # tag -> upstream request id
 cancelled: list[str] = []
 cancels: list[Any] = []  # every requestId a notifications/cancelled named
+answers: list[Any] = []  # ids of the responses the client sent
 frozen = False
 
 
@@ -75,6 +76,7 @@ def call(request_id: Any, params: dict[str, Any]) -> None:
                 "held": sorted(held),
                 "cancelled": sorted(cancelled),
                 "cancels": cancels,
+                "answers": answers,
             },
         )
     elif name == "notify":
@@ -113,6 +115,9 @@ def main() -> None:
         method = message.get("method")
         params = message.get("params") or {}
         if frozen:
+            continue
+        if method is None:
+            answers.append([message.get("id"), "error" if "error" in message else "result"])
             continue
         if method == "initialize":
             result(

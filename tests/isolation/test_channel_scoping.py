@@ -160,7 +160,30 @@ async def test_a_caller_that_goes_away_cancels_its_call_upstream(upstream: Stdio
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(wait_cancelled(), BOUND)
-    assert upstream._pool[""]._tables.get(key("alice").split("\n")[1]) is None
+    assert key("alice").split("\n")[1] not in upstream._pool[""]._tables
     await answer(bob, 2, "release", tag="b")
     (final_b,) = await rest(b)
     assert text_of(final_b) == "released b"
+
+
+async def test_a_server_request_is_answered_only_by_the_caller_it_was_given_to(
+    upstream: StdioUpstream,
+) -> None:
+    session = await upstream.open_session()
+    try:
+        messages = await rest(await call(session, 1, "ask"))
+        asked = [m for m in messages if m.get("method") == "roots/list"]
+        assert [m["id"] for m in asked] == ["srv-1"]
+        roots = {"jsonrpc": "2.0", "result": {"roots": []}}
+        # Not given to anyone: stopped here. Given: passed on, once.
+        for server_id in ("srv-2", "srv-1", "srv-1"):
+            assert await session.post({**roots, "id": server_id}, {}) == 202
+        assert (await status(session))["answers"] == [["srv-1", "result"]]
+        # On a shared process nobody is given a server request, so nobody answers one:
+        # the gateway refuses it upstream so that it never waits.
+        alice = upstream.shared_session(key("alice"))
+        await rest(await call(alice, 2, "ask"))
+        assert await alice.post({**roots, "id": "srv-1"}, {}) == 202
+        assert (await status(alice))["answers"] == [["srv-1", "error"]]
+    finally:
+        await session.close()

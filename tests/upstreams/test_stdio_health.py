@@ -41,8 +41,8 @@ async def test_a_slow_but_answering_server_is_not_restarted() -> None:
         with pytest.raises(UpstreamTimeout):
             await rest(await call(alice, 2, "wait", tag="slow"))
         session = up._pool[""]
-        assert session._probe is not None
-        await asyncio.wait_for(session._probe, 5)  # the ping was answered
+        assert session._health.task is not None
+        await asyncio.wait_for(session._health.task, 5)  # the ping was answered
         assert int(text_of(await answer(alice, 3, "pid"))) == before
         assert (await answer(alice, 4, "status"))["result"]["cancelled"] == ["slow"]
 

@@ -16,7 +16,16 @@ from wardgate.wire.jsonrpc import JsonObject, RequestId
 if TYPE_CHECKING:
     from wardgate.upstream.channel import ChannelSession
 
-__all__ = ["SUBSCRIPTION", "CallerView", "Pending", "ReplyStream", "downward", "refusal", "upward"]
+__all__ = [
+    "SUBSCRIPTION",
+    "CallerTables",
+    "CallerView",
+    "Pending",
+    "ReplyStream",
+    "downward",
+    "refusal",
+    "upward",
+]
 
 SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 
@@ -29,12 +38,43 @@ class Pending:
     client_id: RequestId | None
     client_token: Any
     method: str | None
+    uid: int | None = None  # the id the server knows the call by
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     answered: bool = False
     cancelled: bool = False
     timed_out: bool = False
     ended: bool = False
     failure: UpstreamError | None = None
+
+
+class CallerTables:
+    """Each caller's client request ids in flight, and the upstream ids they became."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[RequestId, list[int]]] = {}
+
+    def find(self, caller: str, client_id: Any) -> list[int]:
+        try:
+            return self._tables.get(caller, {}).get(client_id, [])
+        except TypeError:  # an unhashable id names nothing in flight
+            return []
+
+    def add(self, caller: str, client_id: RequestId, uid: int) -> None:
+        self._tables.setdefault(caller, {}).setdefault(client_id, []).append(uid)
+
+    def remove(self, caller: str, client_id: RequestId | None, uid: int) -> None:
+        table = self._tables.get(caller)
+        uids = table.get(client_id) if table is not None and client_id is not None else None
+        if table is None or uids is None or uid not in uids:
+            return
+        uids.remove(uid)
+        if not uids:
+            del table[client_id]  # type: ignore[arg-type]
+        if not table:
+            del self._tables[caller]
+
+    def __contains__(self, caller: str) -> bool:
+        return caller in self._tables
 
 
 class ReplyStream:

@@ -29,8 +29,10 @@ from typing import Any
 import orjson
 
 from wardgate.errors import ProtocolError, UpstreamError
+from wardgate.upstream._health import HealthProbe
 from wardgate.upstream._pending import (
     SUBSCRIPTION,
+    CallerTables,
     CallerView,
     Pending,
     ReplyStream,
@@ -70,15 +72,14 @@ class ChannelSession:
     ) -> None:
         self._name = name
         self._timeout = request_timeout
-        self._health_timeout = health_timeout
         self.dedicated = dedicated
         self.exclusive = exclusive or dedicated
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
-        #: caller -> client request id -> upstream ids in flight
-        self._tables: dict[str, dict[RequestId, list[int]]] = {}
-        #: server request id -> the caller it was given to
-        self._server_requests: OrderedDict[RequestId, str] = OrderedDict()
+        self._starting = 0
+        self._tables = CallerTables()
+        #: server request id -> the caller it was given to, and the call it came in
+        self._server_requests: OrderedDict[RequestId, tuple[str, int | None]] = OrderedDict()
         self._unrelated: deque[Event] = deque(maxlen=_UNRELATED_BACKLOG)
         self._unrelated_ready = asyncio.Event()
         self._start_lock = asyncio.Lock()
@@ -86,7 +87,7 @@ class ChannelSession:
         self._handshake: list[JsonObject] = []
         self._closed = False
         self._started_once = False
-        self._probe: asyncio.Task[None] | None = None
+        self._health = HealthProbe(self, health_timeout)
         self._background: set[asyncio.Task[None]] = set()
         self.restarts = 0
         #: Server messages that could be given to no caller (shared channels).
@@ -104,6 +105,9 @@ class ChannelSession:
     async def _send(self, data: bytes) -> None:
         raise NotImplementedError
 
+    async def _settle(self) -> None:
+        """Before a restart: let the old channel's reader finish failing its calls."""
+
     async def _abort(self, reason: str) -> None:
         """Tear down an unhealthy channel at once; its reader then fails the calls."""
         raise NotImplementedError
@@ -116,8 +120,8 @@ class ChannelSession:
 
     @property
     def idle(self) -> bool:
-        """No call in flight."""
-        return not self._pending
+        """No call in flight or starting."""
+        return not self._pending and not self._starting
 
     def caller(self, caller: str) -> CallerView:
         """This channel as one caller sees it (stateless era on a shared channel)."""
@@ -144,6 +148,7 @@ class ChannelSession:
                 self.restarts += 1
                 log.warning("upstream %s went away; reconnecting", self._name)
             self._started_once = True
+            await self._settle()
             await self._connect()
             if self._handshake:
                 await self._replay_handshake()
@@ -188,14 +193,14 @@ class ChannelSession:
             pending.queue.put_nowait(Event({**raw, "id": pending.client_id}))
             pending.queue.put_nowait(None)
             return
-        target = self._related(message)
+        target, out = self._route(message)
         if target is not None:
             if message.kind == "request":
-                self._remember_server_request(raw["id"], target.caller or _OWNER)
-            target.queue.put_nowait(Event(downward(raw, target)))
+                self._remember(raw["id"], target.caller or _OWNER, target.uid)
+            target.queue.put_nowait(Event(out))
         elif self.dedicated:
             if message.kind == "request":
-                self._remember_server_request(raw["id"], _OWNER)
+                self._remember(raw["id"], _OWNER, None)
             self._unrelated.append(Event(raw))
             self._unrelated_ready.set()
         else:
@@ -228,8 +233,19 @@ class ChannelSession:
             return None
         return pending
 
-    def _remember_server_request(self, server_id: RequestId, caller: str) -> None:
-        self._server_requests[server_id] = caller
+    def _route(self, message: Message) -> tuple[Pending | None, JsonObject]:
+        """The call a server message belongs to, and the message as its caller sees it."""
+        withdrawn = message.params.get("requestId")
+        if message.method == "notifications/cancelled" and isinstance(withdrawn, (str, int)):
+            given = self._server_requests.pop(withdrawn, None)
+            if given is not None:
+                # The server withdraws a request it gave a caller: its own id, as is.
+                return self._by_uid(given[1]), message.raw
+        target = self._related(message)
+        return target, downward(message.raw, target) if target is not None else message.raw
+
+    def _remember(self, server_id: RequestId, caller: str, uid: int | None) -> None:
+        self._server_requests[server_id] = (caller, uid)
         while len(self._server_requests) > _SERVER_REQUESTS:
             self._server_requests.popitem(last=False)
 
@@ -256,8 +272,7 @@ class ChannelSession:
 
     async def _request(self, caller: str, message: JsonObject) -> Reply:
         client_id: RequestId = message["id"]
-        table = self._tables.setdefault(caller, {})
-        if self.dedicated and client_id in table:
+        if self.dedicated and self._tables.find(caller, client_id):
             # One client's ids must be unique among its requests in flight; answering
             # the second would make its cancellation ambiguous.
             error = ProtocolError(f"request id {client_id!r} is already in flight")
@@ -265,15 +280,19 @@ class ChannelSession:
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
         token = meta.get("progressToken") if isinstance(meta, dict) else None
-        # Registered before the first await: a channel with a call is never idle.
+        self._starting += 1  # a channel starting for a call is not idle
+        try:
+            await self._ensure_running()
+        finally:
+            self._starting -= 1
+        # Registered once the process runs: a restart fails only the calls it cut off.
         uid = next(self._ids)
-        pending = Pending(caller, client_id, token, message.get("method"))
+        pending = Pending(caller, client_id, token, message.get("method"), uid)
         self._pending[uid] = pending
-        table.setdefault(client_id, []).append(uid)
+        self._tables.add(caller, client_id, uid)
         if self.dedicated and message.get("method") == "initialize":
             self._handshake = [message]
         try:
-            await self._ensure_running()
             await self._write(upward(message, uid, token))
         except BaseException:
             self._end(uid, pending)
@@ -287,15 +306,7 @@ class ChannelSession:
             return
         pending.ended = True
         in_flight = self._pending.pop(uid, None) is not None
-        table = self._tables.get(pending.caller or _OWNER)
-        if table is not None:
-            uids = table.get(pending.client_id)  # type: ignore[arg-type]
-            if uids is not None and uid in uids:
-                uids.remove(uid)
-                if not uids:
-                    del table[pending.client_id]  # type: ignore[arg-type]
-            if not table:
-                del self._tables[pending.caller or _OWNER]
+        self._tables.remove(pending.caller or _OWNER, pending.client_id, uid)
         if (
             in_flight
             and not pending.answered
@@ -312,7 +323,7 @@ class ChannelSession:
             }
             self._spawn(self._write_quietly(cancel))
         if pending.timed_out:
-            self._check_health()
+            self._health.check()
 
     async def _write_quietly(self, message: JsonObject) -> None:
         # If the channel died meanwhile, nothing is left to cancel.
@@ -323,7 +334,7 @@ class ChannelSession:
         method = message.get("method")
         if method is None:
             # A caller answers a server-to-client request: only one it was given.
-            if self._server_requests.get(message.get("id")) != caller:  # type: ignore[arg-type]
+            if self._server_requests.get(message.get("id"), (None,))[0] != caller:  # type: ignore[arg-type]
                 log.info("upstream %s: an answer to a request not given to the caller", self._name)
                 return 202
             del self._server_requests[message.get("id")]  # type: ignore[arg-type]
@@ -340,7 +351,7 @@ class ChannelSession:
         params = message.get("params")
         if not isinstance(params, dict):
             return
-        uids = self._tables.get(caller, {}).get(params.get("requestId"))  # type: ignore[arg-type]
+        uids = self._tables.find(caller, params.get("requestId"))
         if not uids or len(uids) != 1:
             # Nothing of this caller's in flight by that id (or two of its own, which
             # cannot be told apart): ignore, as the spec allows.
@@ -355,26 +366,6 @@ class ChannelSession:
         # The server should not answer a cancelled request: release it now, which ends
         # the client's stream instead of holding it to the timeout.
         pending.queue.put_nowait(None)
-
-    # -- health -------------------------------------------------------------------------
-
-    def _check_health(self) -> None:
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().create_task(self._ping())
-
-    async def _ping(self) -> None:
-        """After a timeout: a server that does not answer ``ping`` either is stopped."""
-        if not self._running():
-            return
-        try:
-            answer = await self._internal(
-                {"jsonrpc": "2.0", "method": "ping"}, self._health_timeout
-            )
-        except UpstreamError:
-            answer = None
-        if answer is None and self._running():
-            log.error("upstream %s stopped answering; restarting it", self._name)
-            await self._abort("upstream stopped answering")
 
     # -- the standalone stream -------------------------------------------------------
 
@@ -394,6 +385,5 @@ class ChannelSession:
     def _mark_closed(self) -> None:
         self._closed = True
         self._unrelated_ready.set()
-        if self._probe is not None:
-            self._probe.cancel()
+        self._health.cancel()
         self._fail_pending(UpstreamError(f"session with {self._name} closed"))

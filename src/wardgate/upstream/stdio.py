@@ -20,27 +20,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import orjson
 
 from wardgate.errors import UpstreamBusy, UpstreamError
 from wardgate.routing.isolation import IsolationKey
 from wardgate.upstream._pending import CallerView
+from wardgate.upstream._process import STOP_GRACE, exited, signal_group, stop_process_group
 from wardgate.upstream.channel import ChannelSession
 from wardgate.upstream.sandbox import Sandbox
 from wardgate.wire.jsonrpc import Message
 
-__all__ = ["StdioSession", "StdioUpstream", "exited", "stop_process_group"]
+__all__ = ["StdioSession", "StdioUpstream"]
 
 log = logging.getLogger("wardgate.upstream.stdio")
-
-_STOP_GRACE = 2.0
 
 
 class StdioUpstream:
@@ -172,90 +169,6 @@ class StdioUpstream:
                 del self._pool[group]
 
 
-async def stop_process_group(proc: asyncio.subprocess.Process, grace: float = _STOP_GRACE) -> None:
-    """Stop a child and every process of its group (it leads one: ``start_new_session``).
-
-    Spec order for the child: close stdin, wait, SIGTERM, wait; then SIGKILL for the
-    whole group, so that grandchildren that outlive the child die too.
-    """
-    if proc.stdin is not None:
-        with contextlib.suppress(Exception):
-            proc.stdin.close()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(exited(proc), grace)
-    _signal_group(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(exited(proc), grace)
-    _signal_group(proc.pid, signal.SIGKILL)
-
-    async def gone() -> None:
-        await exited(proc)
-        # SIGKILL lands asynchronously: return once nothing of the group runs.
-        # No event tells when another process's children die: poll, bounded by grace.
-        while _group_runs(proc.pid):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(gone(), grace)
-
-
-async def exited(proc: asyncio.subprocess.Process) -> None:
-    """Return when the child has exited.
-
-    Not ``proc.wait()``: asyncio's waits for the pipes to close too, which a grandchild
-    holding the server's stdout can put off for ever. A pidfd says it at once (Linux);
-    elsewhere, the return code is polled.
-    """
-    if proc.returncode is not None:
-        return
-    loop = asyncio.get_running_loop()
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        while proc.returncode is None:  # noqa: ASYNC110 - no event without a pidfd
-            await asyncio.sleep(0.05)
-        return
-    done: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        await done
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-def _group_runs(pgid: int) -> bool:
-    """Does any process of group ``pgid`` still run? Zombies (waiting for their parent
-    to reap them) run nothing; where ``/proc`` is missing, trust the SIGKILL."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():
-        return False
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
 class StdioSession(ChannelSession):
     """One child process behind the sandbox seam."""
 
@@ -285,9 +198,19 @@ class StdioSession(ChannelSession):
         self.last_used = self._up._clock()
 
     def _running(self) -> bool:
-        # Only the reader says the process is gone (at EOF, after failing its calls), so
-        # a new process never starts while the old one's reader is still at work.
-        return self._proc is not None and not self._eof
+        proc = self._proc
+        return proc is not None and not self._eof and proc.returncode is None
+
+    async def _settle(self) -> None:
+        # The old reader fails the old process's calls; it must be done before a new
+        # process starts, or it would fail the new one's.
+        reader = self._tasks[0] if self._tasks else None
+        if reader is not None and not reader.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(reader), STOP_GRACE)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     async def _connect(self) -> None:
         try:
@@ -313,7 +236,7 @@ class StdioSession(ChannelSession):
         if not self._closed:
             await stop_process_group(proc, grace=0.5)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(reader), _STOP_GRACE)
+            await asyncio.wait_for(asyncio.shield(reader), STOP_GRACE)
         reader.cancel()  # a descendant outside the group still holds stdout
 
     async def _send(self, data: bytes) -> None:
@@ -323,7 +246,7 @@ class StdioSession(ChannelSession):
         try:
             proc.stdin.write(data + b"\n")
             # A server that stops reading stdin would hold every writer here forever.
-            await asyncio.wait_for(proc.stdin.drain(), self._health_timeout)
+            await asyncio.wait_for(proc.stdin.drain(), self._health.timeout)
         except TimeoutError:
             await self._abort("upstream stopped reading its stdin")
             raise UpstreamError(f"upstream {self._up.name} stopped reading stdin") from None
@@ -335,7 +258,7 @@ class StdioSession(ChannelSession):
         if proc is None or proc.returncode is not None:
             return
         self._abort_reason = reason
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
 
     async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -345,7 +268,7 @@ class StdioSession(ChannelSession):
                     line = await proc.stdout.readline()
                 except ValueError:
                     log.error("upstream %s wrote an over-long line; stopping it", self._up.name)
-                    _signal_group(proc.pid, signal.SIGKILL)
+                    signal_group(proc.pid, signal.SIGKILL)
                     break
                 if not line:
                     break
@@ -366,7 +289,7 @@ class StdioSession(ChannelSession):
             if proc.returncode is None:
                 # It closed stdout but lives on: useless, stop it (the exit watcher
                 # then stops the rest of its group).
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None

@@ -160,7 +160,10 @@ class StdioUpstream:
         interval = max(0.05, min(self.idle_seconds / 4, 30.0))
         while True:
             await asyncio.sleep(interval)
-            self.reap_idle()
+            try:
+                self.reap_idle()
+            except Exception:  # the reaper must outlive any one bad round
+                log.exception("upstream %s: reaping idle processes failed", self.name)
 
     def forget(self, session: StdioSession) -> None:
         self._sessions.discard(session)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from wardgate.config.identity import RouteAuthConfig
 from wardgate.config.model import (
@@ -14,7 +14,7 @@ from wardgate.config.model import (
     StdioUpstreamConfig,
     UpstreamConfig,
 )
-from wardgate.core.pipeline import Pipeline, RequestGuard, ResponseGuard
+from wardgate.core.pipeline import Guard, Pipeline
 from wardgate.edge.app import EdgeApp
 from wardgate.edge.auth import EdgeAuth
 from wardgate.edge.jwe import GatewayJweKey
@@ -25,8 +25,11 @@ from wardgate.errors import ConfigError
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
 from wardgate.routing.federated import FederatedRoute
+from wardgate.routing.propagation import Propagation
 from wardgate.routing.route import Member, Route
 from wardgate.routing.sessions import SessionStore
+from wardgate.telemetry.events import EventBus, EventSink
+from wardgate.telemetry.sinks import JsonLinesSink
 from wardgate.upstream.http import HttpUpstream
 from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
 from wardgate.upstream.seam import Upstream
@@ -68,14 +71,33 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
     raise ConfigError(f"upstreams.{name}: unknown transport")  # pragma: no cover
 
 
+def _propagation(config: UpstreamConfig) -> Propagation:
+    return Propagation(
+        trace=config.propagate.trace,
+        decision_id=config.propagate.decision_id,
+        # Only HTTP upstreams see per-request headers; the others get ``_meta``.
+        via_meta=not isinstance(config, HttpUpstreamConfig),
+    )
+
+
 class Gateway:
     """Routes, upstreams and sessions of one gateway process; ``app`` is its ASGI app."""
 
     def __init__(
-        self, config: GatewayConfig, *, sandboxes: Mapping[str, Sandbox] | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        sandboxes: Mapping[str, Sandbox] | None = None,
+        sinks: Sequence[EventSink] | None = None,
+        extra_guards: Mapping[str, Sequence[Guard]] | None = None,
     ) -> None:
+        """``extra_guards`` adds the embedder's own guards to routes, by route name,
+        after the configured ones (last on requests, first on replies)."""
         self.config = config
         boxes = dict(sandboxes or {"insecure-none": PlainProcessRunner()})
+        if sinks is None:
+            sinks = [JsonLinesSink()] if config.log.events else []
+        self.events = EventBus(sinks)
         self.sessions = SessionStore(
             idle_timeout=config.server.session_idle_seconds, max_sessions=config.server.max_sessions
         )
@@ -96,23 +118,31 @@ class Gateway:
         )
         self.routes: dict[str, Route] = {}
         for name, rc in config.routes.items():
-            members = [Member(rc.prefix_of(u), self.upstreams[u]) for u in rc.upstreams]
-            guards: list[RequestGuard | ResponseGuard] = []
+            members = [
+                Member(rc.prefix_of(u), self.upstreams[u], _propagation(config.upstreams[u]))
+                for u in rc.upstreams
+            ]
+            # The design's order: authorize (scopes, then tool access), validate, limit.
+            guards: list[Guard] = []
             if rc.auth != RouteAuthConfig():
                 if self.auth is None:
                     raise ConfigError(f"routes.{name}.auth: needs an [auth] section")
                 a = rc.auth
                 guards.append(ScopeGuard(a.required_scopes, a.tool_scopes, a.mfa_amr, a.acr_values))
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
+            guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
-            self.routes[name] = kind(
+            route = kind(
                 name,
                 members,
-                Pipeline(guards),
+                Pipeline(guards, events=self.events),
                 self.sessions,
                 separator=rc.separator,
-                isolation=rc.isolation,
             )
+            # Who may share a stdio process (FederatedRoute's __init__ does not take it
+            # yet; Route reads the attribute when it picks a shared session).
+            route.isolation = rc.isolation
+            self.routes[name] = route
         server = config.server
         self.jwe = GatewayJweKey.load(server.jwe.key_file) if server.jwe is not None else None
         self.app = EdgeApp(
@@ -124,6 +154,7 @@ class Gateway:
                     self.auth,
                     self.jwe,
                     server.jwe.required if server.jwe else False,
+                    server.client_send_timeout_seconds,
                 )
                 for n, r in self.routes.items()
             },

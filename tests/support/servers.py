@@ -8,13 +8,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import uvicorn
 
 from wardgate.config.model import GatewayConfig
+from wardgate.core.pipeline import Guard
 from wardgate.gateway import Gateway
+from wardgate.telemetry.sinks import MemorySink
 
 __all__ = ["free_port", "run_gateway", "serve_app", "spawn_http_server", "wait_port"]
 
@@ -76,21 +78,32 @@ async def serve_app(app: Any, port: int | None = None, **uvicorn_kwargs: Any) ->
 
 @contextlib.asynccontextmanager
 async def run_gateway(
-    config: dict[str, Any] | GatewayConfig, port: int | None = None
+    config: dict[str, Any] | GatewayConfig,
+    port: int | None = None,
+    *,
+    extra_guards: Mapping[str, Sequence[Guard]] | None = None,
 ) -> AsyncIterator[tuple[str, Gateway]]:
     """Build, start and serve a gateway as ``wardgate serve`` would (TLS when configured);
-    yields its base URL and the gateway."""
+    yields its base URL and the gateway. Its events go to a :class:`MemorySink`
+    (``gateway_events(gateway)``), not to stderr."""
     from wardgate.tls import uvicorn_ssl_kwargs
 
     cfg = config if isinstance(config, GatewayConfig) else GatewayConfig.model_validate(config)
     tls = uvicorn_ssl_kwargs(cfg.server.tls.settings()) if cfg.server.tls is not None else {}
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, sinks=[MemorySink()], extra_guards=extra_guards)
     await gateway.start()
     try:
         async with serve_app(gateway.app, port, **tls) as url:
             yield url, gateway
     finally:
         await gateway.aclose()
+
+
+def gateway_events(gateway: Gateway) -> MemorySink:
+    """The in-memory event sink :func:`run_gateway` gave the gateway."""
+    sink = gateway.events.sinks[0]
+    assert isinstance(sink, MemorySink)
+    return sink
 
 
 @contextlib.contextmanager

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
-import pytest
-
 from conftest import stdio_demo_upstream
 from support.http import modern_body, modern_headers, post
-from support.servers import run_gateway
+from support.servers import gateway_events, run_gateway
+from wardgate.telemetry.events import CallEnded, GuardDecision
 from wardgate.telemetry.logs import JsonFormatter
+from wardgate.telemetry.sinks import JsonLinesSink
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:
@@ -28,22 +29,39 @@ def test_crlf_in_messages_and_fields_cannot_start_a_new_record() -> None:
     assert entry["msg"] == forged and entry["tool"] == forged and entry["decision_id"] == "abc"
 
 
-async def test_the_decision_id_a_client_sees_is_in_the_log(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_the_decision_id_a_client_sees_is_in_the_events() -> None:
     config = {
         "upstreams": {"demo": stdio_demo_upstream()},
         "routes": {"demo": {"upstreams": ["demo"], "tools": {"deny": ["delete_*"]}}},
     }
-    caplog.set_level(logging.INFO, logger="wardgate")
-    async with run_gateway(config) as (url, _):
+    async with run_gateway(config) as (url, gateway):
         body = modern_body("tools/call", {"name": "delete_everything", "arguments": {}})
         status, _, answer = await post(
             f"{url}/mcp/demo", body, modern_headers("tools/call", "delete_everything")
         )
+        events = gateway_events(gateway)
     assert status == 200
     decision = answer["error"]["data"]["decisionId"]
-    about = [r for r in caplog.records if getattr(r, "decision_id", None) == decision]
-    assert any("delete_everything" in r.getMessage() for r in about)  # the real reason, logged
-    assert any(r.name == "wardgate.access" for r in about)  # and the access line
-    assert "delete_everything" not in json.dumps(answer)  # the client learns only the id
+    (denial,) = [e for e in events.of(GuardDecision) if e.decision_id == decision]
+    assert denial.guard == "tool_access" and "delete_everything" in denial.reason  # logged
+    (ended,) = [e for e in events.of(CallEnded) if e.decision_id == decision]  # the access line
+    assert (ended.status, ended.code, ended.target) == (
+        "denied",
+        "wardgate.denied",
+        "delete_everything",
+    )
+    assert "delete_everything" not in json.dumps(answer["error"])  # the client learns only the id
+
+
+def test_an_event_line_cannot_be_forged() -> None:
+    forged = 'x"}\n{"kind":"call.ended","subject":"admin'
+    stream = io.BytesIO()
+    JsonLinesSink(stream).emit(
+        GuardDecision(
+            "d1", "r", "g", "tools/call", forged + "\r\n\u2028", forged, False, None, forged
+        )
+    )
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["kind"] == "guard.decision" and entry["subject"] == forged

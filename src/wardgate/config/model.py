@@ -14,6 +14,7 @@ __all__ = [
     "GatewayConfig",
     "HttpUpstreamConfig",
     "LogConfig",
+    "PropagateConfig",
     "RouteConfig",
     "ServerConfig",
     "SseUpstreamConfig",
@@ -47,6 +48,8 @@ class ServerConfig(_Strict):
     jwe: JweConfig | None = None
     #: Serve without ``[auth]`` on a non-loopback address. Never do this in production.
     allow_anonymous: bool = False
+    #: How long one write of a stream event may wait for a client that stopped reading.
+    client_send_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
     @field_validator("host")
     @classmethod
@@ -68,10 +71,23 @@ class ServerConfig(_Strict):
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
+    #: One JSON line per event on stderr (``call.ended`` is the access log; guard
+    #: decisions, upstream failures, sessions). Written directly, not through logging.
+    events: bool = True
+
+
+class PropagateConfig(_Strict):
+    """What of a call's context travels to this upstream (off: it is outside the gateway)."""
+
+    #: The client's W3C ``traceparent`` / ``tracestate``.
+    trace: bool = False
+    #: The decision id (header ``wardgate-decision-id``; ``_meta`` on stdio).
+    decision_id: bool = False
 
 
 class _UpstreamBase(_Strict):
     request_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
+    propagate: PropagateConfig = PropagateConfig()
 
 
 class StdioUpstreamConfig(_UpstreamBase):

@@ -1,7 +1,7 @@
 """The call: the unit every guard works on, from the request to its end.
 
-A :class:`Call` is made by :meth:`Pipeline.begin <wardgate.core.pipeline.Pipeline.begin>`
-once the request guards have let a request through. Every message of the reply passes
+A :class:`Call` is made by :meth:`Pipeline.call <wardgate.core.pipeline.Pipeline.call>`
+and admitted by the request guards (:meth:`Pipeline.admit`). Every message of the reply passes
 :meth:`Call.message` (response guards in reverse order, then the obligations the request
 phase left), and :meth:`Call.end` runs the guards' end hooks exactly once, whatever
 happened, with the :class:`Outcome`. The edge owns the call's lifetime: it ends the
@@ -20,19 +20,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wardgate.core.context import CallContext
 from wardgate.core.obligations import Obligations
-from wardgate.errors import UpstreamTimeout, WardgateError
+from wardgate.errors import Denied, UpstreamError, UpstreamTimeout, WardgateError
 from wardgate.telemetry.events import CallEnded, UpstreamResult
 from wardgate.wire.jsonrpc import Message
 
 if TYPE_CHECKING:
     from wardgate.core.pipeline import Pipeline
 
-__all__ = ["LISTEN", "Call", "Outcome", "Status"]
+__all__ = ["LISTEN", "LISTEN_MESSAGE", "Call", "Outcome", "Status"]
 
 log = logging.getLogger("wardgate.call")
 
-#: The method a standalone server-to-client stream (HTTP GET, legacy SSE) is known by.
+#: The method a standalone server-to-client stream (HTTP GET, legacy SSE) is known by:
+#: opening one is a call like any other, and passes the request guards.
 LISTEN = "wardgate/listen"
+LISTEN_MESSAGE = Message({"jsonrpc": "2.0", "method": LISTEN}, "notification")
 
 Status = Literal[
     "ok", "error", "denied", "upstream_error", "timeout", "cancelled", "client_gone", "open"
@@ -75,6 +77,7 @@ class Call:
     _status: Status = "open"
     _code: str | None = None
     _guard: str | None = None
+    _failure: WardgateError | None = None
     _outcome: Outcome | None = None
 
     def __post_init__(self) -> None:
@@ -124,9 +127,13 @@ class Call:
     # -- outcomes the edge and the route report -------------------------------------
 
     def failed(self, exc: WardgateError, *, guard: str | None = None) -> None:
-        """Record why the call failed (a denial, an upstream failure, a bad request)."""
-        from wardgate.errors import Denied, UpstreamError
+        """Record why the call failed (a denial, an upstream failure, a bad request).
 
+        Reporting the same exception again (as it travels up) changes nothing.
+        """
+        if exc is self._failure:
+            return
+        self._failure = exc
         if isinstance(exc, Denied):
             self._status = "denied"
         elif isinstance(exc, UpstreamTimeout):

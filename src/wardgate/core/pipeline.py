@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from wardgate.core.call import LISTEN, Call, Outcome
 from wardgate.core.context import CallContext, new_decision_id
@@ -110,15 +110,15 @@ class Pipeline:
         self.guards = tuple(guards)
         self.events = events if events is not None else EventBus()
         self.clock = clock
-        self._request: tuple[RequestGuard, ...] = tuple(
-            g for g in guards if hasattr(g, "on_request")
-        )  # type: ignore[misc]
-        self._reply: tuple[ReplyGuard, ...] = tuple(
-            g for g in reversed(guards) if hasattr(g, "on_message")
-        )  # type: ignore[misc]
-        self._end: tuple[EndGuard, ...] = tuple(
-            g for g in reversed(guards) if hasattr(g, "on_end")
-        )  # type: ignore[misc]
+        self._request = cast(
+            "tuple[RequestGuard, ...]", tuple(g for g in guards if hasattr(g, "on_request"))
+        )
+        self._reply = cast(
+            "tuple[ReplyGuard, ...]", tuple(g for g in reversed(guards) if hasattr(g, "on_message"))
+        )
+        self._end = cast(
+            "tuple[EndGuard, ...]", tuple(g for g in reversed(guards) if hasattr(g, "on_end"))
+        )
         self._request_for: dict[str | None, tuple[RequestGuard, ...]] = {}
         self._reply_for: dict[str | None, tuple[ReplyGuard, ...]] = {}
         self._end_for: dict[str | None, tuple[EndGuard, ...]] = {}
@@ -152,31 +152,26 @@ class Pipeline:
 
     # -- the phases ------------------------------------------------------------------------
 
-    async def begin(self, ctx: CallContext, message: Message, *, request_bytes: int = 0) -> Call:
-        """Run the request phase and return the call in flight.
+    def call(self, ctx: CallContext, message: Message, *, request_bytes: int = 0) -> Call:
+        """A new call for ``message``; whoever makes it must :meth:`Call.end` it."""
+        return Call(ctx, message, self, self.clock, request_bytes)
 
-        On a denial the call is ended (outcome ``denied``) before the error is raised,
-        so end hooks still run exactly once.
+    async def admit(self, call: Call) -> None:
+        """Run the request phase; ``call.request`` becomes the message to forward.
 
         Raises:
-            WardgateError: a guard denied the call, or failed (closed).
+            WardgateError: a guard denied the call, or failed (closed); the denial is
+                recorded on the call, which the caller still ends.
         """
-        call = Call(ctx, message, self, self.clock, request_bytes)
+        message = call.request
         for guard in self._requests(message.method):
             try:
-                message = await _run(call, guard, guard.on_request(call, message), message)
+                step = guard.on_request(call, message)
+                message = await _run(call, guard, step, message, message.method)
             except WardgateError as exc:
                 call.failed(exc, guard=guard.name)
-                await call.end(exc.http_status)
                 raise
         call.request = message
-        return call
-
-    def failed_before_start(self, ctx: CallContext, message: Message, exc: WardgateError) -> Call:
-        """A call that could not even be routed (e.g. an unknown tool): ready to end."""
-        call = Call(ctx, message, self, self.clock)
-        call.failed(exc)
-        return call
 
     async def run_reply(self, call: Call, message: Message) -> Message | None:
         """The reply phase for one message (see the module docstring for matching).
@@ -193,7 +188,8 @@ class Pipeline:
         for guard in guards:
             if current is None:
                 return None
-            current = await _run(call, guard, guard.on_message(call, current), current)
+            step = guard.on_message(call, current)
+            current = await _run(call, guard, step, current, current.method or call.method)
         return current
 
     async def run_end(self, call: Call, outcome: Outcome) -> None:
@@ -208,13 +204,18 @@ class Pipeline:
                 )
 
 
-async def _run(call: Call, guard: Guard, step: Awaitable[_T], current: _T) -> _T:
-    """One guard step: denials pass through, any other failure denies unless fail-open."""
+async def _run(
+    call: Call, guard: Guard, step: Awaitable[_T], current: _T, method: str | None
+) -> _T:
+    """One guard step: denials pass through, any other failure denies unless fail-open.
+
+    ``method`` is the method of the message in hand (the decision event names it).
+    """
     ctx = call.ctx
     try:
         return await step
     except WardgateError as exc:
-        _decided(call, guard, exc, exc.detail)
+        _decided(call, guard, exc, method)
         raise
     except Exception as exc:
         if guard.fail_open:
@@ -232,22 +233,22 @@ async def _run(call: Call, guard: Guard, step: Awaitable[_T], current: _T) -> _T
             exc,
             extra={"decision_id": ctx.decision_id, "guard": guard.name},
         )
-        _decided(call, guard, denial, denial.detail)
+        _decided(call, guard, denial, method)
         raise denial from exc
 
 
-def _decided(call: Call, guard: Guard, exc: WardgateError, reason: str) -> None:
+def _decided(call: Call, guard: Guard, exc: WardgateError, method: str | None) -> None:
     ctx = call.ctx
     call.pipeline.events.emit(
         GuardDecision(
             ctx.decision_id,
             ctx.route,
             guard.name,
-            call.request.method,
+            method,
             ctx.target,
             ctx.principal.subject,
             False,
             exc.code,
-            reason,
+            exc.detail,
         )
     )

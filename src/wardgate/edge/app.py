@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from wardgate.core.pipeline import CallContext, new_decision_id
+from wardgate.core.context import CallContext, TlsFacts, TraceContext, Transport, new_decision_id
 from wardgate.edge.asgi import Receive, Scope, Send, header_map, send_json
 from wardgate.edge.auth import PRM_PATH, EdgeAuth
 from wardgate.edge.jwe import GatewayJweKey
@@ -36,7 +36,9 @@ class EdgeApp:
         origins: OriginPolicy,
         auth: EdgeAuth | None = None,
         jwe: GatewayJweKey | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._auth = auth
         self._jwe = jwe
         self._mcp = dict(endpoints)
@@ -100,14 +102,14 @@ class EdgeApp:
                 )
                 if principal is None:
                     return
-                ctx = CallContext(endpoint.route.name, decision_id, principal)
+                ctx = self._context(scope, headers, endpoint.route.name, decision_id, principal)
                 await endpoint(scope, receive, send, headers, ctx)
                 return
         elif kind in ("sse", "messages") and name in self._legacy:
             principal = await self._authenticate(scope, send, headers, name, decision_id)
             if principal is None:
                 return
-            ctx = CallContext(name, decision_id, principal, transport="sse")
+            ctx = self._context(scope, headers, name, decision_id, principal, "sse")
             await self._legacy[name](scope, receive, send, headers, ctx, kind)
             return
         if self._auth is not None:
@@ -117,6 +119,28 @@ class EdgeApp:
             await self._auth.refuse(send, None, scope, headers, decision_id, started, failure)
             return
         await self._refuse(send, 404, "Not found", decision_id)
+
+    def _context(
+        self,
+        scope: Scope,
+        headers: Mapping[str, str],
+        route: str,
+        decision_id: str,
+        principal: Principal,
+        transport: Transport = "http",
+    ) -> CallContext:
+        """Everything the guards will know about the call, read from the request once."""
+        client = scope.get("client")
+        return CallContext(
+            route,
+            decision_id,
+            principal,
+            transport=transport,
+            client_addr=client[0] if client else None,
+            tls=TlsFacts.from_scope(scope, principal) if scope.get("scheme") == "https" else None,
+            received_at=self._clock(),
+            trace=TraceContext.from_headers(headers) if "traceparent" in headers else None,
+        )
 
     async def _authenticate(
         self, scope: Scope, send: Send, headers: dict[str, str], route: str, decision_id: str

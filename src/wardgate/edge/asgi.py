@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "Watch",
     "header_map",
     "read_body",
     "send_bytes",
@@ -119,25 +120,34 @@ async def sse_start(send: Send, headers: Headers = ()) -> None:
 _WATCH_AFTER = 0.05
 
 
+class Watch:
+    """What :func:`watch_disconnect` saw: ``gone`` once the client disconnected."""
+
+    __slots__ = ("gone",)
+
+    def __init__(self) -> None:
+        self.gone = False
+
+
 @contextlib.asynccontextmanager
-async def watch_disconnect(receive: Receive) -> Any:
+async def watch_disconnect(receive: Receive) -> AsyncIterator[Watch]:
     """Cancel the current task when the client disconnects (after the body was read).
 
     The watcher starts only once the call has run for ``_WATCH_AFTER`` seconds: fast
-    calls cost one timer, slow ones are still cancelled when the client leaves.
+    calls cost one timer, slow ones are still cancelled when the client leaves. The
+    cancellation ends at this context manager; ``Watch.gone`` tells the caller why.
     """
     current = asyncio.current_task()
     assert current is not None
     loop = asyncio.get_running_loop()
-    gone = False
+    state = Watch()
     watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
-        nonlocal gone
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                gone = True
+                state.gone = True
                 current.cancel()
                 return
 
@@ -147,9 +157,9 @@ async def watch_disconnect(receive: Receive) -> Any:
 
     timer = loop.call_later(_WATCH_AFTER, start)
     try:
-        yield
+        yield state
     except asyncio.CancelledError:
-        if not gone:
+        if not state.gone:
             raise
         current.uncancel()
     finally:

@@ -14,7 +14,9 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from wardgate.core.pipeline import CallContext
+from wardgate.core.call import LISTEN_MESSAGE, Call
+from wardgate.core.context import CallContext
+from wardgate.edge.answers import error_answer
 from wardgate.edge.asgi import Receive, Scope, Send, read_body, send_empty, send_json, sse_start
 from wardgate.errors import ProtocolError, SessionNotFound, WardgateError
 from wardgate.identity.principal import BindingKey
@@ -29,16 +31,22 @@ __all__ = ["LegacySseEndpoint"]
 
 log = logging.getLogger("wardgate.edge.sse")
 
-_QUEUE = 1024
+#: What may wait for a legacy SSE client before it counts as gone (it stopped reading).
+_QUEUE_BYTES = 8 * 1024 * 1024
+#: How long one write to the client may block before the client counts as gone.
+_SEND_TIMEOUT = 30.0
 
 
 @dataclasses.dataclass(slots=True)
 class _Channel:
     id: str
     owner: BindingKey
-    queue: asyncio.Queue[bytes | None] = dataclasses.field(
-        default_factory=lambda: asyncio.Queue(maxsize=_QUEUE)
-    )
+    #: The call the stream itself is: its messages pass the reply phase of this call.
+    listen: Call
+    queue: asyncio.Queue[bytes | None] = dataclasses.field(default_factory=asyncio.Queue)
+    #: Bytes waiting in ``queue``: a client that stops reading is cut off at a bound.
+    queued: int = 0
+    cut: bool = False
     session: GatewaySession | None = None
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
 
@@ -66,40 +74,59 @@ class LegacySseEndpoint:
             else:
                 await send_empty(send, 405, [(b"allow", b"GET" if kind == "sse" else b"POST")])
         except WardgateError as exc:
-            await send_json(
-                send, exc.http_status, wardgate_error_response(None, exc, ctx.decision_id)
-            )
+            status, body, extra = error_answer(exc, None, ctx.decision_id)
+            await send_json(send, status, body, extra)
 
     async def _stream(self, receive: Receive, send: Send, ctx: CallContext) -> None:
-        channel = _Channel(secrets.token_urlsafe(32), ctx.principal.binding_key)
-        self._channels[channel.id] = channel
-        endpoint = f"/messages/{self.route.name}?session_id={channel.id}".encode()
-        await sse_start(send)
-        await send(
-            {
-                "type": "http.response.body",
-                "body": encode_event(endpoint, event="endpoint"),
-                "more_body": True,
-            }
-        )
-
-        async def pump_out() -> None:
-            while (chunk := await channel.queue.get()) is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        writer = asyncio.create_task(pump_out())
+        # Opening the stream is a call: the request guards may refuse it.
+        listen = self.route.open(ctx, LISTEN_MESSAGE)
+        status = 200
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    break
+            await self.route.admit(listen, None, {})
+            channel = _Channel(secrets.token_urlsafe(32), ctx.principal.binding_key, listen)
+            self._channels[channel.id] = channel
+            endpoint = f"/messages/{self.route.name}?session_id={channel.id}".encode()
+            await sse_start(send)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": encode_event(endpoint, event="endpoint"),
+                    "more_body": True,
+                }
+            )
+
+            async def pump_out() -> None:
+                while (chunk := await channel.queue.get()) is not None:
+                    channel.queued -= len(chunk)
+                    async with asyncio.timeout(_SEND_TIMEOUT):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+            async def disconnected() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+
+            writer = asyncio.create_task(pump_out())
+            reader = asyncio.create_task(disconnected())
+            try:
+                await asyncio.wait((writer, reader), return_when=asyncio.FIRST_COMPLETED)
+                if reader.done() or writer.exception() is not None:
+                    listen.cancelled(client_gone=True)  # gone, or stopped reading
+                else:
+                    await send({"type": "http.response.body", "body": b""})
+            finally:
+                writer.cancel()
+                reader.cancel()
+                self._channels.pop(channel.id, None)
+                for task in channel.tasks:
+                    task.cancel()
+                if channel.session is not None:
+                    await self.route.end_session(channel.session)
+        except WardgateError as exc:
+            listen.failed(exc)
+            status = error_answer(exc, None, ctx.decision_id)[0]
+            raise
         finally:
-            writer.cancel()
-            self._channels.pop(channel.id, None)
-            for task in channel.tasks:
-                task.cancel()
-            if channel.session is not None:
-                await self.route.end_session(channel.session)
+            await listen.end(status)
 
     async def _message(
         self,
@@ -121,12 +148,24 @@ class LegacySseEndpoint:
         await send_empty(send, 202)
 
     def _emit(self, channel: _Channel, message: object) -> None:
-        try:
-            channel.queue.put_nowait(encode_event(orjson.dumps(message)))
-        except asyncio.QueueFull:
+        if channel.cut:
+            return
+        chunk = encode_event(orjson.dumps(message))
+        if channel.queued + len(chunk) > _QUEUE_BYTES:
+            # The client stopped reading: end its stream rather than drop one message
+            # (a dropped response would leave its call hanging) or grow without bound.
             log.warning(
-                "legacy SSE client too slow; dropping a message", extra={"channel": channel.id[:8]}
+                "legacy SSE client stopped reading; closing its stream",
+                extra={"channel": channel.id[:8]},
             )
+            channel.cut = True
+            while not channel.queue.empty():
+                channel.queue.get_nowait()
+            channel.queued = 0
+            channel.queue.put_nowait(None)
+            return
+        channel.queued += len(chunk)
+        channel.queue.put_nowait(chunk)
 
     async def _pump(self, channel: _Channel, reply: Reply) -> None:
         try:
@@ -137,36 +176,44 @@ class LegacySseEndpoint:
             await reply.aclose()
 
     async def _handle(self, channel: _Channel, message: Message, ctx: CallContext) -> None:
+        call: Call | None = None
         try:
+            if channel.session is not None:
+                ctx = dataclasses.replace(ctx, session_id=channel.session.id)
+            elif not (message.kind == "request" and message.method == "initialize"):
+                raise ProtocolError("initialize first")
+            headers = {} if channel.session is None else self._headers(channel.session)
+            call = self.route.open(ctx, message)
+            await self.route.admit(call, channel.session, headers)
             if message.kind == "request" and message.method == "initialize":
                 if channel.session is not None:
                     raise ProtocolError("session already initialized")
-                session, reply = await self.route.initialize(ctx, message, {})
+                session, reply = await self.route.initialize(call, {})
                 channel.session = session
                 await self._pump(channel, reply)
                 if session is not None:
-                    listener = await self.route.listen(ctx, session, self._headers(session))
+                    listener = await self.route.listen(
+                        channel.listen, session, self._headers(session)
+                    )
                     if listener is not None:
                         task = asyncio.create_task(self._pump(channel, listener))
                         channel.tasks.add(task)
                 return
-            if channel.session is None:
-                raise ProtocolError("initialize first")
-            ctx = dataclasses.replace(ctx, session_id=channel.session.id)
             if message.kind == "request":
-                reply = await self.route.request(
-                    ctx, message, channel.session, self._headers(channel.session)
-                )
-                await self._pump(channel, reply)
+                await self._pump(channel, await self.route.request(call, channel.session, headers))
             else:
-                await self.route.post(ctx, message, channel.session, self._headers(channel.session))
+                await self.route.post(call, channel.session, headers)
         except WardgateError as exc:
+            if call is not None:
+                call.failed(exc)
             log.info(
                 "legacy SSE message refused: %s", exc.detail, extra={"decision_id": ctx.decision_id}
             )
             if message.kind == "request":
-                self._emit(channel, wardgate_error_response(message.id, exc, ctx.decision_id))
+                self._emit(channel, error_answer(exc, message, ctx.decision_id)[1])
         except asyncio.CancelledError:
+            if call is not None:
+                call.cancelled(client_gone=True)
             raise
         except Exception:
             log.exception("legacy SSE handler failed", extra={"decision_id": ctx.decision_id})
@@ -176,6 +223,9 @@ class LegacySseEndpoint:
                         channel,
                         wardgate_error_response(message.id, WardgateError(), ctx.decision_id),
                     )
+        finally:
+            if call is not None:
+                await call.end()
 
     @staticmethod
     def _headers(session: GatewaySession) -> dict[str, str]:

@@ -8,13 +8,17 @@ upstream's pooled session.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import orjson
 
-from wardgate.core.pipeline import CallContext
+from wardgate.core.call import LISTEN_MESSAGE, Call
+from wardgate.core.context import CallContext
+from wardgate.edge.answers import error_answer
 from wardgate.edge.asgi import (
     Receive,
     Scope,
@@ -22,7 +26,6 @@ from wardgate.edge.asgi import (
     read_body,
     send_bytes,
     send_empty,
-    send_json,
     sse_start,
     watch_disconnect,
 )
@@ -41,7 +44,8 @@ from wardgate.errors import (
 )
 from wardgate.routing.route import Route
 from wardgate.routing.sessions import GatewaySession, SessionStore
-from wardgate.upstream.seam import Reply
+from wardgate.telemetry.events import CallEnded
+from wardgate.upstream.seam import Event, Reply
 from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
 from wardgate.wire.mcp import (
     H_LAST_EVENT_ID,
@@ -114,27 +118,41 @@ def check_modern(message: Message, headers: Mapping[str, str], version: str) -> 
 
 Seal = Callable[[bytes], bytes]
 
+#: How long one write to a client may wait (a client that stops reading is cut off).
+DEFAULT_SEND_TIMEOUT = 30.0
+
+
+class ClientTooSlow(Exception):
+    """The client stopped reading a stream; the gateway drops it."""
+
 
 async def _send_message(
     send: Send, status: int, message: object, headers: list[tuple[bytes, bytes]], seal: Seal | None
-) -> None:
+) -> int:
     if seal is None:
-        await send_json(send, status, message, headers)
+        payload = orjson.dumps(message)
+        await send_bytes(send, status, payload, b"application/json", headers)
     else:
-        await send_bytes(send, status, seal(orjson.dumps(message)), JOSE.encode(), headers)
+        payload = seal(orjson.dumps(message))
+        await send_bytes(send, status, payload, JOSE.encode(), headers)
+    return len(payload)
 
 
 async def send_reply(
     send: Send,
     reply: Reply,
-    ctx: CallContext,
-    request: Message,
+    call: Call,
     extra_headers: list[tuple[bytes, bytes]],
     seal: Seal | None = None,
+    send_timeout: float = DEFAULT_SEND_TIMEOUT,
 ) -> int:
-    """Relay an upstream reply: plain JSON when it is one response, else SSE.
+    """Relay a reply: plain JSON when it is one response, else SSE; returns the status.
 
-    With ``seal`` (JWE), every message body is encrypted to the client.
+    With ``seal`` (JWE), every message body is encrypted to the client. A stream whose
+    client stops reading for ``send_timeout`` seconds is cut off.
+
+    Raises:
+        ClientTooSlow: the client did not take a stream event in time.
     """
     events = reply.events
     try:
@@ -144,29 +162,44 @@ async def send_reply(
         first = await anext(events, None)
         if first is None:
             error = UpstreamError("upstream sent no response")
-            body = wardgate_error_response(request.id, error, ctx.decision_id)
-            await _send_message(send, 502, body, extra_headers, seal)
+            call.failed(error)
+            body = wardgate_error_response(call.request.id, error, call.ctx.decision_id)
+            call.response_bytes += await _send_message(send, 502, body, extra_headers, seal)
             return 502
         if first.is_response and first.event_id is None and first.retry_ms is None:
             status = reply.status if reply.status < 500 else 502
-            await _send_message(send, status, first.message, extra_headers, seal)
+            size = await _send_message(send, status, first.message, extra_headers, seal)
+            call.response_bytes += size
             return status
         await sse_start(send, extra_headers)
-        event = first
-        while True:
-            data = None if event.message is None else orjson.dumps(event.message)
-            if data is not None and seal is not None:
-                data = seal(data)
-            chunk = encode_event(data, event_id=event.event_id, retry=event.retry_ms)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            nxt = await anext(events, None)
-            if nxt is None:
-                break
-            event = nxt
-        await send({"type": "http.response.body", "body": b""})
+        await _stream(send, first, events, call, seal, send_timeout)
         return 200
     finally:
         await reply.aclose()
+
+
+async def _stream(
+    send: Send,
+    event: Event | None,
+    events: AsyncIterator[Event],
+    call: Call,
+    seal: Seal | None,
+    send_timeout: float,
+) -> None:
+    """Write events as SSE until the reply ends; the response was started already."""
+    while event is not None:
+        data = None if event.message is None else orjson.dumps(event.message)
+        if data is not None and seal is not None:
+            data = seal(data)
+        chunk = encode_event(data, event_id=event.event_id, retry=event.retry_ms)
+        call.response_bytes += len(chunk)
+        try:
+            async with asyncio.timeout(send_timeout):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except TimeoutError:
+            raise ClientTooSlow(f"client took no event for {send_timeout} s") from None
+        event = await anext(events, None)
+    await send({"type": "http.response.body", "body": b""})
 
 
 class StreamableHttpEndpoint:
@@ -180,6 +213,7 @@ class StreamableHttpEndpoint:
         auth: EdgeAuth | None = None,
         jwe: GatewayJweKey | None = None,
         jwe_required: bool = False,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
     ) -> None:
         self.route = route
         self.sessions = sessions
@@ -187,15 +221,17 @@ class StreamableHttpEndpoint:
         self.auth = auth
         self.jwe = jwe
         self.jwe_required = jwe_required
+        self.send_timeout = send_timeout
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], ctx: CallContext
     ) -> None:
         started = time.perf_counter()
         method = scope["method"]
-        status = 500
+        status: int | None = None
         request: Message | None = None
         seal: Seal | None = None
+        calls: list[Call] = []  # the call this request became, once it is one
         try:
             if method == "POST":
                 body = await read_body(receive, self.max_body, headers.get("content-length"))
@@ -218,46 +254,73 @@ class StreamableHttpEndpoint:
                         else "Content-Type must be application/json"
                     )
                 request = parse_message(body)
-                async with watch_disconnect(receive):
-                    status = await self._post(send, headers, ctx, request, seal)
+                async with watch_disconnect(receive) as watch:
+                    status = await self._post(send, headers, ctx, request, seal, calls, len(body))
+                if watch.gone and calls:
+                    calls[0].cancelled(client_gone=True)
             elif method == "GET":
-                async with watch_disconnect(receive):
-                    status = await self._get(send, headers, ctx)
+                async with watch_disconnect(receive) as watch:
+                    status = await self._get(send, headers, ctx, calls)
+                if watch.gone and calls:
+                    calls[0].cancelled(client_gone=True)
             elif method == "DELETE":
                 status = await self._delete(send, headers, ctx)
             else:
                 status = 405
                 await send_empty(send, 405, [(b"allow", b"GET, POST, DELETE")])
         except WardgateError as exc:
-            status = status if status in (406, 415) else exc.http_status
-            request_id = request.id if request is not None and request.kind == "request" else None
+            if calls:
+                calls[0].failed(exc)
+            answer_status, error, extra = error_answer(exc, request, ctx.decision_id)
+            status = status if status in (406, 415) else answer_status
             log.info(
                 "refused: %s",
                 exc.detail,
                 extra={"decision_id": ctx.decision_id, "route": self.route.name, "code": exc.code},
             )
-            extra = (
-                self.auth.error_headers(exc, self.route.name, scope, headers)
-                if self.auth is not None
-                else []
-            )
-            error = wardgate_error_response(request_id, exc, ctx.decision_id)
+            if self.auth is not None:
+                extra += self.auth.error_headers(exc, self.route.name, scope, headers)
             await _send_message(send, status, error, extra, seal)
+        except ClientTooSlow as exc:
+            log.info("cut off: %s", exc, extra={"decision_id": ctx.decision_id})
+            if calls:
+                calls[0].cancelled(client_gone=True)
         finally:
-            access.info(
-                "%s %s",
-                method,
-                request.method if request is not None else "-",
-                extra={
-                    "decision_id": ctx.decision_id,
-                    "route": self.route.name,
-                    "status": status,
-                    "mcp_method": request.method if request is not None else None,
-                    "mcp_name": request.target_name if request is not None else None,
-                    "subject": ctx.principal.subject,
-                    "ms": round((time.perf_counter() - started) * 1000, 3),
-                },
+            if calls:
+                await calls[0].end(status)
+            else:
+                self._ended_without_call(ctx, method, request, status, started)
+
+    def _ended_without_call(
+        self,
+        ctx: CallContext,
+        method: str,
+        request: Message | None,
+        status: int | None,
+        started: float,
+    ) -> None:
+        """A request refused before it became a call still leaves its access record."""
+        self.route.pipeline.events.emit(
+            CallEnded(
+                ctx.decision_id,
+                self.route.name,
+                request.method if request is not None else f"HTTP {method}",
+                request.target_name if request is not None else None,
+                None,
+                ctx.principal.subject,
+                ctx.principal.tenant,
+                ctx.transport,
+                ctx.era,
+                ctx.session_id,
+                "ok" if status is not None and status < 400 else "error",
+                None,
+                status,
+                round((time.perf_counter() - started) * 1000, 3),
+                0,
+                0,
+                0,
             )
+        )
 
     def _session(self, headers: Mapping[str, str], ctx: CallContext) -> GatewaySession:
         sid = headers.get(H_SESSION_ID)
@@ -280,6 +343,8 @@ class StreamableHttpEndpoint:
         ctx: CallContext,
         request: Message,
         seal: Seal | None,
+        calls: list[Call],
+        size: int,
     ) -> int:
         version = headers.get(H_PROTOCOL_VERSION)
         era = era_of(version)
@@ -289,59 +354,62 @@ class StreamableHttpEndpoint:
                 data={"supported": list(MODERN_VERSIONS), "requested": version},
             )
         forward = forwarded_headers(headers)
+        session: GatewaySession | None = None
         if era == "modern":
-            ctx = CallContext(ctx.route, ctx.decision_id, ctx.principal, "modern", ctx.transport)
+            ctx = dataclasses.replace(ctx, era="modern")
             assert version is not None
             check_modern(request, headers, version)
-            if request.kind == "notification":
-                status = await self.route.post(ctx, request, None, forward)
-                await send_empty(send, 202)
-                return 202 if status < 400 else status
-            if request.method in ("initialize",):
+            if request.method == "initialize" and request.kind == "request":
                 raise MethodNotFound("initialize is not part of this protocol version")
-            reply = await self.route.request(ctx, request, None, forward)
-            return await send_reply(send, reply, ctx, request, [], seal)
-        if request.kind == "request" and request.method == "initialize":
-            session, reply = await self.route.initialize(ctx, request, forward)
-            extra = [] if session is None else [(b"mcp-session-id", session.id.encode())]
-            return await send_reply(send, reply, ctx, request, extra, seal)
-        session = self._session(headers, ctx)
-        ctx = CallContext(
-            ctx.route, ctx.decision_id, ctx.principal, "handshake", ctx.transport, session.id
-        )
-        if request.kind == "request":
-            reply = await self.route.request(ctx, request, session, forward)
-            return await send_reply(send, reply, ctx, request, [], seal)
-        status = await self.route.post(ctx, request, session, forward)
-        if status == 404:
-            await self.route.end_session(session)
-            raise SessionNotFound("upstream session ended")
-        await send_empty(send, 202 if status < 400 else 502)
-        return 202
+        elif not (request.kind == "request" and request.method == "initialize"):
+            session = self._session(headers, ctx)
+            ctx = dataclasses.replace(ctx, session_id=session.id)
+        call = self.route.open(ctx, request, request_bytes=size)
+        calls.append(call)
+        await self.route.admit(call, session, forward)
+        if request.kind != "request":
+            up_status = await self.route.post(call, session, forward)
+            if up_status == 404 and session is not None:
+                await self.route.end_session(session)
+                raise SessionNotFound("upstream session ended")
+            status = 202 if up_status < 400 or session is None else 502
+            await send_empty(send, status)
+            return status
+        if request.method == "initialize" and session is None and era == "handshake":
+            new_session, reply = await self.route.initialize(call, forward)
+            extra = [] if new_session is None else [(b"mcp-session-id", new_session.id.encode())]
+            return await send_reply(send, reply, call, extra, seal, self.send_timeout)
+        reply = await self.route.request(call, session, forward)
+        return await send_reply(send, reply, call, [], seal, self.send_timeout)
 
-    async def _get(self, send: Send, headers: Mapping[str, str], ctx: CallContext) -> int:
+    async def _get(
+        self, send: Send, headers: Mapping[str, str], ctx: CallContext, calls: list[Call]
+    ) -> int:
         if era_of(headers.get(H_PROTOCOL_VERSION)) == "modern":
             await send_empty(send, 405, [(b"allow", b"POST")])
+            return 405
+        if self.jwe_required:
+            # A GET stream has no request body to carry the client's key: it cannot be
+            # sealed, so where sealing is required there is no GET stream.
+            await send_empty(send, 405, [(b"allow", b"POST, DELETE")])
             return 405
         if not _accepts(headers.get("accept"), "text/event-stream"):
             await send_empty(send, 406)
             return 406
         session = self._session(headers, ctx)
-        ctx = CallContext(
-            ctx.route, ctx.decision_id, ctx.principal, "handshake", ctx.transport, session.id
-        )
-        reply = await self.route.listen(ctx, session, forwarded_headers(headers))
+        ctx = dataclasses.replace(ctx, session_id=session.id)
+        forward = forwarded_headers(headers)
+        call = self.route.open(ctx, LISTEN_MESSAGE)
+        calls.append(call)
+        await self.route.admit(call, session, forward)
+        reply = await self.route.listen(call, session, forward)
         if reply is None:
             await send_empty(send, 405, [(b"allow", b"POST, DELETE")])
             return 405
-        events = reply.events
         try:
             await sse_start(send)
-            async for event in events:
-                data = None if event.message is None else orjson.dumps(event.message)
-                chunk = encode_event(data, event_id=event.event_id, retry=event.retry_ms)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            first = await anext(reply.events, None)
+            await _stream(send, first, reply.events, call, None, self.send_timeout)
         finally:
             await reply.aclose()
         return 200

@@ -11,10 +11,13 @@ import contextlib
 import dataclasses
 import logging
 import sys
+import time
 
 import orjson
 
-from wardgate.core.pipeline import CallContext
+from wardgate.core.call import LISTEN_MESSAGE, Call
+from wardgate.core.context import CallContext, new_decision_id
+from wardgate.edge.answers import error_answer
 from wardgate.errors import WardgateError
 from wardgate.routing.route import Route
 from wardgate.routing.sessions import GatewaySession
@@ -58,7 +61,9 @@ class StdioFront:
         task.add_done_callback(self._tasks.discard)
 
     async def handle_line(self, line: bytes) -> None:
-        ctx = CallContext(route=self.route.name, transport="stdio")
+        ctx = CallContext(
+            self.route.name, new_decision_id(), transport="stdio", received_at=time.time()
+        )
         try:
             message = parse_message(line)
         except WardgateError as exc:
@@ -71,37 +76,68 @@ class StdioFront:
             self._spawn(self._handle(ctx, message))
 
     async def _handle(self, ctx: CallContext, message: Message) -> None:
+        call: Call | None = None
         try:
-            if message.kind == "request" and message.method == "initialize":
+            initialize = message.kind == "request" and message.method == "initialize"
+            if self._session is not None and not initialize:
+                ctx = dataclasses.replace(ctx, session_id=self._session.id)
+            session = None if initialize else self._session
+            call = self.route.open(ctx, message)
+            await self.route.admit(call, session, self._headers())
+            if initialize:
                 if self._session is not None:
                     await self.route.end_session(self._session)
-                self._session, reply = await self.route.initialize(ctx, message, {})
+                    self._session = None
+                self._session, reply = await self.route.initialize(call, {})
                 await self._pump(reply)
                 if self._session is not None:
-                    listener = await self.route.listen(ctx, self._session, self._headers())
-                    if listener is not None:
-                        self._spawn(self._pump(listener))
+                    self._spawn(self._listen(ctx, self._session))
                 return
-            if self._session is not None:
-                ctx = dataclasses.replace(ctx, session_id=self._session.id)
             if message.kind == "request":
-                await self._pump(
-                    await self.route.request(ctx, message, self._session, self._headers())
-                )
+                await self._pump(await self.route.request(call, self._session, self._headers()))
             else:
-                await self.route.post(ctx, message, self._session, self._headers())
+                await self.route.post(call, self._session, self._headers())
         except WardgateError as exc:
+            if call is not None:
+                call.failed(exc)
             log.info(
                 "refused: %s", exc.detail, extra={"decision_id": ctx.decision_id, "code": exc.code}
             )
             if message.kind == "request":
-                await self.emit(wardgate_error_response(message.id, exc, ctx.decision_id))
+                await self.emit(error_answer(exc, message, ctx.decision_id)[1])
+        except asyncio.CancelledError:
+            if call is not None:
+                call.cancelled(client_gone=False)
+            raise
         except Exception:
             log.exception("stdio handler failed", extra={"decision_id": ctx.decision_id})
             if message.kind == "request":
                 await self.emit(
                     wardgate_error_response(message.id, WardgateError(), ctx.decision_id)
                 )
+        finally:
+            if call is not None:
+                await call.end()
+
+    async def _listen(self, ctx: CallContext, session: GatewaySession) -> None:
+        """The server's own messages (not tied to a request): a call of their own."""
+        ctx = dataclasses.replace(ctx, session_id=session.id)
+        call: Call | None = None
+        try:
+            call = self.route.open(ctx, LISTEN_MESSAGE)
+            await self.route.admit(call, session, self._headers())
+            listener = await self.route.listen(call, session, self._headers())
+            if listener is not None:
+                await self._pump(listener)
+        except WardgateError as exc:
+            if call is not None:
+                call.failed(exc)
+            log.info(
+                "server stream refused: %s", exc.detail, extra={"decision_id": ctx.decision_id}
+            )
+        finally:
+            if call is not None:
+                await call.end()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

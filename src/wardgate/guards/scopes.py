@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from wardgate.core.pipeline import CallContext
+from wardgate.core.call import Call
 from wardgate.errors import Denied
 from wardgate.identity.principal import Principal
 from wardgate.wire.jsonrpc import Message
@@ -86,8 +86,8 @@ class ScopeGuard:
         if self._acr and principal.claims.get("acr") not in self._acr:
             raise StepUpRequired(f"{principal.subject}: acr not in {list(self._acr)}", self._acr)
 
-    async def check_request(self, ctx: CallContext, message: Message) -> Message:
-        principal = ctx.principal
+    async def on_request(self, call: Call, message: Message) -> Message:
+        principal = call.ctx.principal
         self._check_strength(principal)
         missing = self._required - principal.scopes
         if missing:
@@ -104,16 +104,14 @@ class ScopeGuard:
                 )
         return message
 
-    async def check_response(
-        self, ctx: CallContext, request: Message | None, message: Message
-    ) -> Message:
+    async def on_message(self, call: Call, message: Message) -> Message:
         result = message.raw.get("result")
         if not self._tools or message.kind != "response" or not isinstance(result, dict):
             return message
         tools = result.get("tools")
         if not isinstance(tools, list):
             return message
-        held = ctx.principal.scopes
+        held = call.ctx.principal.scopes
         kept = [
             t
             for t in tools

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
-from wardgate.core.pipeline import CallContext
+from wardgate.core.call import Call
 from wardgate.errors import Denied
 from wardgate.wire.jsonrpc import Message
 
@@ -32,17 +32,15 @@ class ToolAccessGuard:
             return False
         return any(fnmatchcase(tool, pattern) for pattern in self._allow)
 
-    async def check_request(self, ctx: CallContext, message: Message) -> Message:
+    async def on_request(self, call: Call, message: Message) -> Message:
         if message.method == "tools/call":
             name = message.params.get("name")
             if not isinstance(name, str) or not self.permits(name):
-                raise Denied(f"tool {name!r} is not allowed on route {ctx.route}")
+                raise Denied(f"tool {name!r} is not allowed on route {call.ctx.route}")
         return message
 
-    async def check_response(
-        self, ctx: CallContext, request: Message | None, message: Message
-    ) -> Message:
-        if self._open or request is None or request.method != "tools/list":
+    async def on_message(self, call: Call, message: Message) -> Message:
+        if self._open or call.method != "tools/list":
             return message
         result = message.raw.get("result")
         if message.kind != "response" or not isinstance(result, dict):

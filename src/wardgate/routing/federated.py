@@ -13,8 +13,15 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-from wardgate.core.pipeline import CallContext, Pipeline
-from wardgate.errors import InvalidParams, MethodNotFound, UpstreamError, WardgateError
+from wardgate.core.call import Call
+from wardgate.core.pipeline import Pipeline
+from wardgate.errors import (
+    InvalidParams,
+    MethodNotFound,
+    UnknownTarget,
+    UpstreamError,
+    WardgateError,
+)
 from wardgate.routing.federation import (
     LIST_KEYS,
     decode_cursor,
@@ -86,16 +93,17 @@ class FederatedRoute(Route):
         return retag
 
     async def initialize(
-        self, ctx: CallContext, message: Message, headers: Mapping[str, str]
+        self, call: Call, headers: Mapping[str, str]
     ) -> tuple[GatewaySession | None, Reply]:
         """Open a client session: initialize every member, answer with the merged result.
 
         Raises:
-            WardgateError: a guard denied the handshake, or no upstream answered.
+            WardgateError: no upstream answered.
         """
-        message = await self.pipeline.check_request(ctx, message)
+        ctx = call.ctx
+        message = call.request
         opened = await asyncio.gather(
-            *(self._open_one(i, message, headers) for i in range(len(self.members))),
+            *(self._open_one(call, i, headers) for i in range(len(self.members))),
             return_exceptions=True,
         )
         good: dict[int, tuple[UpstreamSession, list[Event], JsonObject]] = {}
@@ -123,75 +131,91 @@ class FederatedRoute(Route):
         session = self._new_session(ctx, {i: g[0] for i, g in live.items()}, versions, version)
         await self.sessions.add(session)
         response = {"jsonrpc": "2.0", "id": message.id, "result": merged}
-        return session, self._guarded(ctx, message, single(response))
+        return session, self._guarded(call, single(response))
 
-    async def _dispatch(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> Reply:
-        method = message.method or ""
-        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
-        if modern and method in _REMOVED_2026:
-            raise MethodNotFound(f"{method} does not exist in this protocol version")
-        if method in LIST_KEYS:
-            result = await self._list(message, session, headers)
-            response = {"jsonrpc": "2.0", "id": message.id, "result": result}
-            return self._guarded(ctx, message, single(response))
-        if method == "ping":
-            return self._guarded(
-                ctx, message, single({"jsonrpc": "2.0", "id": message.id, "result": {}})
-            )
-        if method in ("logging/setLevel", "server/discover"):
-            return self._guarded(
-                ctx, message, single(await self._fan_out(message, session, headers))
-            )
-        index, raw = await self._target(message, session, headers)
-        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
-        if modern and index in await self._legacy_only(message, headers):
-            raise InvalidParams("that upstream does not serve this protocol version")
-        out_headers = self._headers(headers, session, index)
-        name = raw.get("params", {}).get("name")
-        if method in _RENAMED and isinstance(name, str) and H_NAME in out_headers:
-            out_headers[H_NAME] = encode_header_value(name)
-        reply = await self._session(session, index).request(raw, out_headers)
-        return self._guarded(ctx, message, reply, self._retagger(index))
-
-    async def _target(
+    async def resolve(
         self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
-    ) -> tuple[int, JsonObject]:
-        """Which upstream a named call goes to, and the message as that upstream sees it.
+    ) -> tuple[int | None, str | None]:
+        """The member a named call goes to and the name (or URI) it has there.
+
+        Methods the route answers itself or fans out resolve to no member.
 
         Raises:
-            InvalidParams: the name or URI belongs to no upstream of the route.
-            MethodNotFound: the method cannot be routed on a federated route.
+            UnknownTarget: the name or URI belongs to no member (answered in-band, as an
+                MCP server answers an unknown tool).
+            InvalidParams: a completion without a usable ``ref``.
         """
         method = message.method or ""
         params = message.params
+        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
+        if modern and method in _REMOVED_2026:
+            raise MethodNotFound(f"{method} does not exist in this protocol version")
         if method in _RENAMED:
             found = split_name(str(params.get("name", "")), self._prefixes, self.separator)
             if found is None:
-                raise InvalidParams(f"unknown {_RENAMED[method][:-1]}: {params.get('name')!r}")
-            index, name = found
-            return index, {**message.raw, "params": {**params, "name": name}}
+                raise UnknownTarget(f"unknown {_RENAMED[method][:-1]}: {params.get('name')!r}")
+            return found
         if method in _BY_URI:
-            return await self._owner_of(params.get("uri"), message, session, headers), message.raw
+            uri = params.get("uri")
+            return await self._owner_of(uri, message, session, headers), uri
         if method == "completion/complete":
             ref = params.get("ref")
             if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
                 found = split_name(str(ref.get("name", "")), self._prefixes, self.separator)
                 if found is None:
-                    raise InvalidParams("unknown prompt")
-                index, name = found
-                new_params = {**params, "ref": {**ref, "name": name}}
-                return index, {**message.raw, "params": new_params}
+                    raise UnknownTarget("unknown prompt")
+                return found
             if isinstance(ref, dict):
                 uri = ref.get("uri")
-                return await self._owner_of(uri, message, session, headers), message.raw
+                return await self._owner_of(uri, message, session, headers), uri
             raise InvalidParams("completion needs a ref")
-        raise MethodNotFound(f"{method} cannot be routed on a federated route")
+        return None, message.target_name
+
+    async def request(
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> Reply:
+        message = call.request
+        method = message.method or ""
+        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
+        if method in LIST_KEYS:
+            result = await self._list(call, message, session, headers)
+            response = {"jsonrpc": "2.0", "id": message.id, "result": result}
+            return self._guarded(call, single(response))
+        if method == "ping":
+            return self._guarded(call, single({"jsonrpc": "2.0", "id": message.id, "result": {}}))
+        if method in ("logging/setLevel", "server/discover"):
+            return self._guarded(call, single(await self._fan_out(call, message, session, headers)))
+        index = call.state.get("route.member")
+        if not isinstance(index, int):
+            raise MethodNotFound(f"{method} cannot be routed on a federated route")
+        if modern and index in await self._legacy_only(call, message, headers):
+            raise InvalidParams("that upstream does not serve this protocol version")
+        raw = self._unprefixed(message)
+        out_headers = self._headers(headers, session, index)
+        name = raw.get("params", {}).get("name")
+        if method in _RENAMED and isinstance(name, str) and H_NAME in out_headers:
+            out_headers[H_NAME] = encode_header_value(name)
+        raw = self._outbound(call, raw, out_headers, index)
+        reply = await self._session(call, session, index).request(raw, out_headers)
+        reject = self._rejecter(call, session, headers, index)
+        return self._guarded(call, reply, reject, self._retagger(index))
+
+    def _unprefixed(self, message: Message) -> JsonObject:
+        """The message as its member sees it: tool and prompt names without the prefix."""
+        method = message.method or ""
+        params = message.params
+        if method in _RENAMED:
+            found = split_name(str(params.get("name", "")), self._prefixes, self.separator)
+            if found is not None:
+                return {**message.raw, "params": {**params, "name": found[1]}}
+        if method == "completion/complete":
+            ref = params.get("ref")
+            if isinstance(ref, dict) and ref.get("type") == "ref/prompt":
+                found = split_name(str(ref.get("name", "")), self._prefixes, self.separator)
+                if found is not None:
+                    new_params = {**params, "ref": {**ref, "name": found[1]}}
+                    return {**message.raw, "params": new_params}
+        return message.raw
 
     def _known_owner(self, uri: str) -> int | None:
         owners = self._resource_owner
@@ -213,7 +237,8 @@ class FederatedRoute(Route):
         """The upstream serving ``uri``: learnt from list results, listing on a miss.
 
         Raises:
-            InvalidParams: no upstream lists the resource or a template matching it.
+            InvalidParams: the URI is not a string.
+            UnknownTarget: no upstream lists the resource or a template matching it.
         """
         if not isinstance(uri, str):
             raise InvalidParams("uri must be a string")
@@ -222,7 +247,7 @@ class FederatedRoute(Route):
             await self._learn_resources(message, session, headers)
             index = self._known_owner(uri)
         if index is None:
-            raise InvalidParams("unknown resource", data={"uri": uri})
+            raise UnknownTarget("unknown resource", data={"uri": uri})
         return index
 
     async def _learn_resources(
@@ -247,19 +272,23 @@ class FederatedRoute(Route):
                     "method": method,
                     "params": params,
                 }
-                result = await self._list(Message(raw, "request"), session, hdrs)
+                result = await self._list(None, Message(raw, "request"), session, hdrs)
                 next_cursor = result.get("nextCursor")
                 if not isinstance(next_cursor, str):
                     break
                 cursor = next_cursor
 
     async def _list(
-        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
+        self,
+        call: Call | None,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
     ) -> JsonObject:
         method = message.method or ""
         key = LIST_KEYS[method]
         modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
-        legacy_only = await self._legacy_only(message, headers) if modern else frozenset()
+        legacy_only = await self._legacy_only(call, message, headers) if modern else frozenset()
         params = dict(message.params)
         cursor = params.pop("cursor", None)
         index, up_cursor = (0, None) if cursor is None else decode_cursor(cursor, len(self.members))
@@ -276,7 +305,7 @@ class FederatedRoute(Route):
                 raw = {**message.raw, "params": page_params}
                 try:
                     final = await _final(
-                        await self._session(session, index).request(
+                        await self._session(call, session, index).request(
                             raw, self._headers(headers, session, index)
                         )
                     )
@@ -329,7 +358,9 @@ class FederatedRoute(Route):
                 self._resource_owner[recorded] = index
         return item
 
-    async def _legacy_only(self, message: Message, headers: Mapping[str, str]) -> frozenset[int]:
+    async def _legacy_only(
+        self, call: Call | None, message: Message, headers: Mapping[str, str]
+    ) -> frozenset[int]:
         """Members that do not speak the stateless era: kept out of 2026 traffic.
 
         Learnt from ``server/discover`` (the client's, or one sent once on its behalf).
@@ -345,17 +376,21 @@ class FederatedRoute(Route):
             hdrs = {k: v for k, v in headers.items() if k != H_NAME}
             if H_METHOD in hdrs:
                 hdrs[H_METHOD] = "server/discover"
-            await self._fan_out(Message(probe, "request"), None, hdrs)
+            await self._fan_out(call, Message(probe, "request"), None, hdrs)
         return self._legacy_members or frozenset()
 
     async def _fan_out(
-        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
+        self,
+        call: Call | None,
+        message: Message,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
     ) -> JsonObject:
         indices = sorted(session.upstreams) if session is not None else range(len(self.members))
 
         async def one(index: int) -> JsonObject:
             return await _final(
-                await self._session(session, index).request(
+                await self._session(call, session, index).request(
                     message.raw, self._headers(headers, session, index)
                 )
             )
@@ -380,14 +415,11 @@ class FederatedRoute(Route):
             result = merge_discover(good, self.name)
         return {"jsonrpc": "2.0", "id": message.id, "result": result}
 
-    async def _deliver(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
+    async def post(
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
     ) -> int:
         """Responses go to the member whose request they answer; notifications to all."""
+        ctx, message = call.ctx, call.request
         if message.kind == "response":
             found = untag_request_id(message.raw.get("id"))
             if found is None or (session is not None and found[0] not in session.upstreams):
@@ -398,13 +430,15 @@ class FederatedRoute(Route):
                 return 202
             index, original = found
             raw = {**message.raw, "id": original}
-            return await self._session(session, index).post(
+            return await self._session(call, session, index).post(
                 raw, self._headers(headers, session, index)
             )
         indices = sorted(session.upstreams) if session is not None else range(len(self.members))
         statuses = await asyncio.gather(
             *(
-                self._session(session, i).post(message.raw, self._headers(headers, session, i))
+                self._session(call, session, i).post(
+                    message.raw, self._headers(headers, session, i)
+                )
                 for i in indices
             ),
             return_exceptions=True,
@@ -412,7 +446,7 @@ class FederatedRoute(Route):
         return 202 if any(s == 202 for s in statuses) else 502
 
     async def listen(
-        self, ctx: CallContext, session: GatewaySession, headers: Mapping[str, str]
+        self, call: Call, session: GatewaySession, headers: Mapping[str, str]
     ) -> Reply | None:
         """Open the standalone server-to-client stream of a session.
 
@@ -428,7 +462,8 @@ class FederatedRoute(Route):
                 one[H_LAST_EVENT_ID] = resume[1]
             reply = await session.upstreams[index].listen(one)
             if reply is not None:
-                replies.append((index, self._guarded(ctx, None, reply, self._retagger(index))))
+                reject = self._rejecter(call, session, headers, index)
+                replies.append((index, self._guarded(call, reply, reject, self._retagger(index))))
         if not replies:
             return None
         return Reply(_merge(replies), streaming=True)

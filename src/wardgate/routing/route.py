@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wardgate.core.call import Call
 from wardgate.core.context import CallContext
@@ -41,7 +41,7 @@ class Member:
 
     prefix: str
     upstream: Upstream
-    propagation: Propagation = Propagation()
+    propagation: Propagation = field(default_factory=Propagation)
 
 
 def _result(message: JsonObject | None) -> JsonObject | None:
@@ -221,33 +221,29 @@ class Route:
         """
         return 0, message.target_name
 
-    async def begin(
-        self,
-        ctx: CallContext,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-        *,
-        request_bytes: int = 0,
-    ) -> Call:
-        """Resolve the message, then run the request phase: the call in flight.
+    def open(self, ctx: CallContext, message: Message, *, request_bytes: int = 0) -> Call:
+        """A new call for ``message``; the caller admits it, then ends it, always."""
+        return self.pipeline.call(ctx, message, request_bytes=request_bytes)
+
+    async def admit(
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> None:
+        """Resolve the call's message, then run the request phase.
 
         Raises:
-            WardgateError: the message cannot be routed, or a guard denied it (the
-                call has ended either way).
+            WardgateError: the message cannot be routed, or a guard denied it.
         """
         try:
-            index, target = await self.resolve(message, session, headers)
+            index, target = await self.resolve(call.request, session, headers)
         except WardgateError as exc:
-            call = self.pipeline.failed_before_start(ctx, message, exc)
-            await call.end(exc.http_status)
+            call.failed(exc)
             raise
+        ctx = call.ctx
         upstream = self.members[index].upstream.name if index is not None else None
         if upstream != ctx.upstream or target != ctx.target:
-            ctx = dataclasses.replace(ctx, upstream=upstream, target=target)
-        call = await self.pipeline.begin(ctx, message, request_bytes=request_bytes)
+            call.ctx = dataclasses.replace(ctx, upstream=upstream, target=target)
         call.state["route.member"] = index
-        return call
+        await self.pipeline.admit(call)
 
     # -- handshake -------------------------------------------------------------
 

@@ -183,3 +183,22 @@ async def test_an_initialize_flood_cannot_start_unbounded_processes() -> None:
         ):
             assert resp.status == 200
             assert _messages(await resp.read())[-1]["result"]["content"][0]["text"] == "hi"
+
+
+async def test_a_notification_of_no_call_reaches_no_other_principal(shared: LocalGateway) -> None:
+    b = asyncio.create_task(_post(shared, "bob", "wait", tag="b"))
+    await _until_held(shared, ["b"])
+    # Alice's call is answered; then the server speaks while only Bob's call is open.
+    assert await _text(shared, "alice", "notify") == "notified"
+    gateway_upstream = shared.gateway.upstreams["raw"]
+
+    async def dropped() -> None:
+        while gateway_upstream._pool[""].dropped < 1:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(dropped(), BOUND)
+    await _text(shared, "alice", "release", request_id=2, tag="b")
+    status, messages = await asyncio.wait_for(b, BOUND)
+    assert status == 200
+    assert [m.get("method") for m in messages] == [None]
+    assert messages[-1]["result"]["content"][0]["text"] == "released b"

@@ -202,3 +202,48 @@ async def test_a_notification_of_no_call_reaches_no_other_principal(shared: Loca
     assert status == 200
     assert [m.get("method") for m in messages] == [None]
     assert messages[-1]["result"]["content"][0]["text"] == "released b"
+
+
+async def test_a_duplicate_id_in_flight_on_a_session_is_refused_in_band() -> None:
+    async with local_gateway(*_config("tenant")) as g:
+        base = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        base |= g.bearer(sub="alice")
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"},
+            },
+        }
+        async with aiohttp.ClientSession() as client:
+            async with client.post(g.url(ROUTE), data=orjson.dumps(init), headers=base) as resp:
+                sid = resp.headers["mcp-session-id"]
+            headers = base | {"mcp-session-id": sid, "mcp-protocol-version": "2025-11-25"}
+
+            async def send(body: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+                async with client.post(g.url(ROUTE), data=orjson.dumps(body), headers=headers) as r:
+                    return r.status, _messages(await r.read())
+
+            def call(name: str, **args: Any) -> dict[str, Any]:
+                params = {"name": name, "arguments": args}
+                return {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
+
+            held = asyncio.create_task(send(call("wait", tag="w")))
+
+            async def poll() -> None:  # the session's own process holds the call
+                probe = {**call("status"), "id": "probe"}
+                while (await send(probe))[1][-1]["result"]["held"] != ["w"]:
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(poll(), BOUND)
+            status, messages = await asyncio.wait_for(send(call("echo", text="dup")), BOUND)
+            assert status == 200
+            assert messages[-1]["id"] == 5
+            assert messages[-1]["error"]["data"]["code"] == "wardgate.wire.mcp"
+            release = {**call("release", tag="w"), "id": 6}
+            assert (await asyncio.wait_for(send(release), BOUND))[0] == 200
+            status, messages = await asyncio.wait_for(held, BOUND)
+            assert messages[-1]["result"]["content"][0]["text"] == "released w"

@@ -242,7 +242,7 @@ async def test_a_duplicate_id_in_flight_on_a_session_is_refused_in_band() -> Non
             status, messages = await asyncio.wait_for(send(call("echo", text="dup")), BOUND)
             assert status == 200
             assert messages[-1]["id"] == 5
-            assert messages[-1]["error"]["data"]["code"] == "wardgate.wire.mcp"
+            assert messages[-1]["error"]["data"]["code"] == "wardgate.protocol"
             release = {**call("release", tag="w"), "id": 6}
             assert (await asyncio.wait_for(send(release), BOUND))[0] == 200
             status, messages = await asyncio.wait_for(held, BOUND)

@@ -118,10 +118,14 @@ class ReplyStream:
             self._done = True
             raise self._failure
         pending = self._pending
-        remaining = self._deadline - asyncio.get_running_loop().time()
         try:
-            # A total deadline: messages (progress, keep-alives) never extend a call.
-            item = await asyncio.wait_for(pending.queue.get(), max(remaining, 0.0))
+            if pending.queue.empty():
+                # A total deadline: messages (progress, keep-alives) never extend a call.
+                # (asyncio.timeout_at, not wait_for: no task per message.)
+                async with asyncio.timeout_at(self._deadline):
+                    item = await pending.queue.get()
+            else:
+                item = pending.queue.get_nowait()
         except TimeoutError:
             pending.timed_out = True
             self._finish()

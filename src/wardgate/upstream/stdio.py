@@ -248,8 +248,12 @@ class StdioSession(ChannelSession):
             raise UpstreamError(f"upstream {self._up.name} is not running")
         try:
             proc.stdin.write(data + b"\n")
-            # A server that stops reading stdin would hold every writer here forever.
-            await asyncio.wait_for(proc.stdin.drain(), self._health.timeout)
+            transport = proc.stdin.transport
+            if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+                # A server that stops reading stdin would hold every writer here forever.
+                await asyncio.wait_for(proc.stdin.drain(), self._health.timeout)
+            else:
+                await proc.stdin.drain()  # returns at once; raises if the pipe closed
         except TimeoutError:
             await self._abort("upstream stopped reading its stdin")
             raise UpstreamError(f"upstream {self._up.name} stopped reading stdin") from None

@@ -162,6 +162,7 @@ async def test_an_initialize_flood_cannot_start_unbounded_processes() -> None:
         opened = [r for r in results if r[0] == 200]
         refused = [r for r in results if r[0] != 200]
         assert len(opened) == 2
+        assert len(refused) == 10 and all(r[0] == 503 for r in refused)
         assert all(r[1]["error"]["data"]["code"] == "wardgate.upstream_busy" for r in refused)
         upstream = g.gateway.upstreams["raw"]
         assert upstream.processes == 3  # type: ignore[attr-defined]

@@ -57,6 +57,8 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
             env=config.env,
             cwd=config.cwd,
             request_timeout=config.request_timeout_seconds,
+            max_processes=config.max_processes,
+            idle_seconds=config.idle_seconds,
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(
@@ -130,13 +132,17 @@ class Gateway:
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
-            self.routes[name] = kind(
+            route = kind(
                 name,
                 members,
                 Pipeline(guards, events=self.events),
                 self.sessions,
                 separator=rc.separator,
             )
+            # Who may share a stdio process (FederatedRoute's __init__ does not take it
+            # yet; Route reads the attribute when it picks a shared session).
+            route.isolation = rc.isolation
+            self.routes[name] = route
         server = config.server
         self.jwe = (
             GatewayJweKey.load(server.jwe.key_file, server.jwe.signing_key_file)

@@ -98,6 +98,12 @@ class StdioUpstreamConfig(_UpstreamBase):
     #: How the process is isolated. ``insecure-none`` runs it unsandboxed and must be
     #: chosen explicitly; the real sandboxes arrive with their own issue.
     sandbox: Literal["insecure-none"]
+    #: Most processes this upstream may run at once: shared (stateless) processes plus
+    #: one per handshake-era session. Past it, the least recently used idle shared
+    #: process is stopped, else the call is refused (``wardgate.upstream_busy``).
+    max_processes: int = Field(16, ge=1, le=4096, strict=True)
+    #: A shared process with no call for this long is stopped (restarted when needed).
+    idle_seconds: float = Field(300.0, gt=0, le=86_400, strict=True)
 
 
 def _check_url(value: str) -> str:
@@ -148,6 +154,9 @@ class RouteConfig(_Strict):
     separator: str = Field("__", pattern=r"^[A-Za-z0-9_.-]{1,4}$")
     tools: ToolAccessConfig = ToolAccessConfig()
     auth: RouteAuthConfig = RouteAuthConfig()
+    #: Who may share a stdio server process on stateless calls: ``principal``,
+    #: ``tenant`` (per principal when no tenant is known) or ``shared`` (everyone).
+    isolation: Literal["principal", "tenant", "shared"] = "tenant"
 
     @model_validator(mode="after")
     def _prefixes_known(self) -> RouteConfig:

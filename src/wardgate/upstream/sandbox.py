@@ -34,7 +34,8 @@ class Sandbox(Protocol):
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
     ) -> asyncio.subprocess.Process:
-        """Start ``argv`` with stdin/stdout/stderr pipes."""
+        """Start ``argv`` with stdin/stdout/stderr pipes, as the leader of a new process
+        group (callers stop it with ``os.killpg``), inheriting no other descriptor."""
         ...
 
 
@@ -59,5 +60,8 @@ class PlainProcessRunner:
             env=minimal_env(env),
             cwd=cwd,
             limit=_LIMIT,
+            # Its own process group, so stopping it stops its children too; and no
+            # descriptor of the gateway's but the three pipes.
             start_new_session=True,
+            close_fds=True,
         )

@@ -1,0 +1,227 @@
+"""``wardgate serve``: the gateway on uvicorn, with listener bounds and a clean shutdown.
+
+Shutdown, on SIGTERM or SIGINT (a second signal skips the drain):
+
+1. stop accepting; idle keep-alive connections close, busy ones close after their
+   response;
+2. calls in flight get ``shutdown_drain_seconds`` to finish;
+3. past that, the gateway closes its upstream sessions (``Gateway.aclose``), which
+   ends each call still waiting on an upstream with a JSON-RPC error; a call that
+   still has not answered a moment later is cancelled and its connection closed;
+4. every process group led by a child of the gateway (stdio servers and whatever they
+   forked) is killed (:class:`~wardgate.upstream.reaper.ProcessGroups`);
+5. the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from wardgate.config.model import GatewayConfig
+from wardgate.edge.listener import ListenerLimits, guarded_protocol
+from wardgate.upstream.reaper import ProcessGroups
+
+__all__ = ["GatewayServer", "serve", "uvicorn_options"]
+
+log = logging.getLogger("wardgate")
+
+#: After the drain deadline, how long cut calls get to deliver their error.
+_CUT_GRACE = 2.0
+#: How long closing the upstreams may take before the sweep kills what is left.
+_CLOSE_BUDGET = 6.0
+#: How often the live children's process groups are noted.
+_NOTE_EVERY = 5.0
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn: quiet, no server header, bounded listener, TLS when set.
+
+    Raises:
+        ConfigError: a certificate, key or CA file is unusable.
+    """
+    from wardgate.tls import uvicorn_ssl_kwargs
+
+    server = config.server
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "lifespan": "off",
+        "access_log": False,
+        "log_level": "warning",
+        "server_header": False,
+        "date_header": False,
+        "loop": "auto",
+        "ws": "none",
+        "timeout_keep_alive": server.keepalive_timeout_seconds,
+    }
+    if server.tls is not None:
+        options.update(uvicorn_ssl_kwargs(server.tls.settings()))
+    # After the TLS options: the guarded protocol adds the TLS scope extension itself.
+    options["http"] = guarded_protocol(ListenerLimits.from_config(server))
+    return options
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server with the gateway's signals and drain.
+
+    uvicorn re-raises a caught SIGTERM after serving, which would kill the process
+    before the gateway closes its upstreams; here signals only start the shutdown.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        drain_seconds: float,
+        on_drain_timeout: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._on_drain_timeout = on_drain_timeout
+        self._hurry = asyncio.Event()
+        self.cut = 0
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # ``install_signals`` covers the whole run, closing included.
+        yield
+
+    @contextlib.contextmanager
+    def install_signals(self) -> Generator[None, None, None]:
+        """SIGTERM and SIGINT start the shutdown (a second one skips the drain)."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._signalled, sig)
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _signalled(self, sig: int) -> None:
+        if self.should_exit:
+            log.warning("second %s: skipping the drain", signal.Signals(sig).name)
+            self.force_exit = True
+            self._hurry.set()
+            return
+        log.info("%s: shutting down", signal.Signals(sig).name)
+        self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        tasks = self.server_state.tasks
+        if tasks and not self.force_exit:
+            log.info("draining %d call(s) for up to %gs", len(tasks), self.drain_seconds)
+            await self._wait(tasks, self.drain_seconds)
+        if tasks:
+            self.cut = len(tasks)
+            log.warning("drain deadline passed: cutting %d call(s)", len(tasks))
+            await self._on_drain_timeout()
+            await self._wait(tasks, _CUT_GRACE)
+            for task in list(tasks):
+                task.cancel(msg="gateway shutting down")
+            await self._wait(tasks, _CUT_GRACE, hurry=False)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None and not transport.is_closing():
+                transport.close()
+
+    async def _wait(
+        self, tasks: set[asyncio.Task[None]], within: float, hurry: bool = True
+    ) -> None:
+        """Until ``tasks`` (uvicorn's live set) is empty, ``within`` seconds pass or (with
+        ``hurry``) a second signal arrives."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while tasks and not (hurry and self._hurry.is_set()):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                waiting: set[asyncio.Future[Any]] = {*tasks}
+                if hurry:
+                    waiting.add(hurried)
+                await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hurried.cancel()
+
+
+def serve(config: GatewayConfig, banner: str | None = None) -> int:
+    """Run the gateway until SIGTERM or SIGINT, then shut down as the module says.
+
+    Raises:
+        ConfigError: the configuration cannot be served (bad TLS files, a missing
+            stdio command).
+    """
+    from wardgate.gateway import Gateway
+
+    gateway = Gateway(config)
+    children = ProcessGroups()
+    closing: asyncio.Future[None] | None = None
+
+    async def close_gateway() -> None:
+        nonlocal closing
+        children.note()  # the servers are still alive: learn their groups first
+        if closing is None:
+            closing = asyncio.ensure_future(gateway.aclose())
+        try:
+            await asyncio.wait_for(asyncio.shield(closing), _CLOSE_BUDGET)
+        except TimeoutError:
+            log.error("closing the upstreams took over %gs; killing what is left", _CLOSE_BUDGET)
+        except Exception:
+            log.exception("closing the upstreams failed")
+
+    server = GatewayServer(
+        uvicorn.Config(gateway.app, **uvicorn_options(config)),
+        drain_seconds=config.server.shutdown_drain_seconds,
+        on_drain_timeout=close_gateway,
+    )
+
+    async def note_children() -> None:
+        while True:
+            await asyncio.sleep(_NOTE_EVERY)
+            children.note()
+
+    async def run() -> None:
+        with server.install_signals():
+            await gateway.start()
+            await serve_started()
+
+    async def serve_started() -> None:
+        noting = asyncio.create_task(note_children())
+        try:
+            if banner:
+                print(banner, flush=True)
+            log.info(
+                "serving %d route(s) on %s:%d",
+                len(gateway.routes),
+                config.server.host,
+                config.server.port,
+            )
+            await server.serve()
+        finally:
+            noting.cancel()
+            await close_gateway()
+            children.note()
+            await children.kill()
+
+    # asyncio.run would ignore uvicorn's loop choice (uvloop when installed).
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(run())
+    return 0

@@ -66,6 +66,8 @@ _BAD_REQUEST = (
 )
 #: Bytes counted per header field beyond its name and value (": " and CRLF).
 _FIELD_OVERHEAD = 4
+#: How long a refused connection's late input is read and dropped before closing.
+_LINGER = 1.0
 #: Refusals are logged at most this often (an attack must not flood the log).
 _LOG_EVERY = 1.0
 
@@ -178,6 +180,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_fields = 0
         self._requests = 0
         self._admitted = False
+        self._lingering = False
         self._running: RequestResponseCycle | None = None
 
     # -- connection --------------------------------------------------------------
@@ -215,7 +218,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- reading -----------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if not self._admitted or self.transport.is_closing():
+        if not self._admitted or self._lingering or self.transport.is_closing():
             return
         self._unset_keepalive_if_required()
         if self._phase == "none" and self._head_timer is None and self._idle():
@@ -336,10 +339,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.drop()
 
     def _refuse(self, response: bytes) -> None:
+        """Answer ``response`` and close; read and discard for a moment first.
+
+        Closing a socket with unread input makes the kernel send a reset, which can
+        destroy the answer before the client reads it: so, like a lingering close,
+        send FIN, drop what still arrives, and close when the peer does or soon after.
+        """
         self._cancel_timers()
-        if not self.transport.is_closing():
-            self.transport.write(response)
-            self.transport.close()
+        self._lingering = True
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(response)
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        transport.write_eof()
+        self._head_timer = self.loop.call_later(_LINGER, self.drop)
 
     def _peer(self) -> str:
         return self.client[0] if self.client else "?"

@@ -38,8 +38,10 @@ def spawn_grandchild() -> int:
 
 
 @server.tool()
-async def slow(seconds: float) -> str:
-    """Answer after ``seconds``."""
+async def slow(seconds: float, marker: str = "") -> str:
+    """Answer after ``seconds``; touch ``marker`` (a path) when the call starts."""
+    if marker:
+        Path(marker).touch()
     await anyio.sleep(seconds)
     return f"slept {seconds}"
 

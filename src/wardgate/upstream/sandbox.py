@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from wardgate.upstream.spawn import spawn_options
+
 __all__ = ["PlainProcessRunner", "Sandbox", "minimal_env"]
 
 log = logging.getLogger("wardgate.sandbox")
@@ -60,4 +62,5 @@ class PlainProcessRunner:
             cwd=cwd,
             limit=_LIMIT,
             start_new_session=True,
+            **spawn_options(),  # stdio only, on uvloop too
         )

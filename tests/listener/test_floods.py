@@ -156,3 +156,21 @@ async def test_pipelined_requests_within_bounds_are_all_served(tmp_path: Path) -
             status, _, _ = await asyncio.wait_for(read_response(client.reader), 10)
             assert status == 200
         client.close()
+
+
+async def test_a_low_descriptor_limit_lowers_the_cap_instead_of_starving_accept(
+    tmp_path: Path,
+) -> None:
+    # ulimit -n 160 with the default cap of 1000: the gateway fits the cap to the limit,
+    # so a flood of 400 sockets is displaced and cut instead of exhausting descriptors.
+    with wardgate_serve(tmp_path, {"header_timeout_seconds": 2.0}, nofile=160) as gw:
+        await legit_tools_list(gw.port)
+        sockets = await open_attackers(gw.port, 400, ATTACKERS)
+        watchers = [asyncio.ensure_future(a.watch()) for a in sockets]
+        latencies = [await legit_tools_list(gw.port) for _ in range(5)]
+        await asyncio.wait(watchers, timeout=2.0 + SLACK + 1)
+        assert max(latencies) < 2.0, latencies
+        assert all(a.closed_after is not None for a in sockets)
+        assert "leaves room for" in gw.logs()
+        for attacker in sockets:
+            attacker.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -29,7 +30,7 @@ from wardgate.config.model import GatewayConfig
 from wardgate.edge.listener import ListenerLimits, guarded_protocol
 from wardgate.upstream.reaper import ProcessGroups
 
-__all__ = ["GatewayServer", "serve", "uvicorn_options"]
+__all__ = ["GatewayServer", "fit_descriptors", "serve", "uvicorn_options"]
 
 log = logging.getLogger("wardgate")
 
@@ -40,9 +41,45 @@ _CLOSE_BUDGET = 6.0
 #: How often the live children's process groups are noted.
 _NOTE_EVERY = 5.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Descriptors kept for everything but client sockets: the listener, logs, upstream
+#: pipes and pools, the loop's own.
+_FD_RESERVE = 64
 
 
-def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
+def fit_descriptors(limits: ListenerLimits) -> ListenerLimits:
+    """Make room for ``max_connections`` sockets under ``RLIMIT_NOFILE``.
+
+    Raises the soft limit towards the hard one when it is too low; if that is not
+    enough, lowers the connection cap instead (logged): past the descriptor limit
+    accept() fails and the loop drops new sockets unread, the legitimate with the rest,
+    while under the cap the listener can still choose whom to displace.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not Unix
+        return limits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = limits.max_connections + _FD_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return limits
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft >= want:
+        return limits
+    fitted = max(1, soft - _FD_RESERVE)
+    log.warning(
+        "the descriptor limit (%d) leaves room for %d connections, not max_connections = %d",
+        soft,
+        fitted,
+        limits.max_connections,
+    )
+    return dataclasses.replace(limits, max_connections=fitted)
+
+
+def uvicorn_options(config: GatewayConfig, limits: ListenerLimits | None = None) -> dict[str, Any]:
     """How ``serve`` runs uvicorn: quiet, no server header, bounded listener, TLS when set.
 
     Raises:
@@ -66,7 +103,7 @@ def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
     if server.tls is not None:
         options.update(uvicorn_ssl_kwargs(server.tls.settings()))
     # After the TLS options: the guarded protocol adds the TLS scope extension itself.
-    options["http"] = guarded_protocol(ListenerLimits.from_config(server))
+    options["http"] = guarded_protocol(limits or ListenerLimits.from_config(server))
     return options
 
 
@@ -187,8 +224,9 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
         except Exception:
             log.exception("closing the upstreams failed")
 
+    limits = fit_descriptors(ListenerLimits.from_config(config.server))
     server = GatewayServer(
-        uvicorn.Config(gateway.app, **uvicorn_options(config)),
+        uvicorn.Config(gateway.app, **uvicorn_options(config, limits)),
         drain_seconds=config.server.shutdown_drain_seconds,
         on_drain_timeout=close_gateway,
     )

@@ -1,0 +1,59 @@
+"""The guarded listener over TLS: the app still sees the ASGI TLS extension, and
+TLS sockets that trickle their head are cut at the deadline like plain ones."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import trustme
+from tls.helpers import SERVER_NAME, Pki, client_context, echo_tls_app, https_get
+
+from support.servers import serve_app
+from wardgate.edge.listener import ListenerLimits, guarded_protocol
+from wardgate.tls import uvicorn_ssl_kwargs
+
+from ._gateway import Attacker
+
+SLACK = 1.5
+
+
+def _pki(tmp_path: Path) -> Pki:
+    ca, client_ca, rogue_ca = trustme.CA(), trustme.CA(), trustme.CA()
+    pki = Pki(
+        dir=tmp_path,
+        ca=ca,
+        server=ca.issue_cert(SERVER_NAME),
+        client_ca=client_ca,
+        client=client_ca.issue_cert("alice@example.test"),
+        rogue_ca=rogue_ca,
+        rogue_client=rogue_ca.issue_cert("mallory@example.test"),
+    )
+    ca.cert_pem.write_to_path(str(pki.ca_file))
+    pki.install_server_cert(pki.server)
+    return pki
+
+
+async def test_tls_heads_are_bounded_and_the_tls_extension_survives(tmp_path: Path) -> None:
+    pki = _pki(tmp_path)
+    limits = ListenerLimits(header_timeout=2.0, max_connections=10)
+    options = {**uvicorn_ssl_kwargs(pki.settings()), "http": guarded_protocol(limits)}
+    async with serve_app(echo_tls_app, **options) as url:
+        port = int(url.rsplit(":", 1)[1])
+        ctx = client_context(pki)
+        attackers = []
+        for _ in range(30):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx, server_hostname=SERVER_NAME, local_addr=("127.0.0.2", 0)
+            )
+            writer.write(b"GET / HTTP/1.1\r\nhost: " + SERVER_NAME.encode() + b"\r\n")
+            attackers.append(Attacker(reader, writer, time.monotonic()))
+        watchers = [asyncio.ensure_future(a.watch()) for a in attackers]
+        response = await asyncio.to_thread(https_get, port, ctx)
+        assert response.status == 200 and response.body["tls"]["tls_version"] == 0x0304
+        await asyncio.wait(watchers, timeout=2.0 + SLACK + 1)
+        closed = [a.closed_after for a in attackers]
+        assert None not in closed and max(c for c in closed if c is not None) < 2.0 + SLACK
+        for attacker in attackers:
+            attacker.close()

@@ -42,12 +42,13 @@ def write_config(
     port: int,
     server: dict[str, Any] | None = None,
     upstreams: dict[str, dict[str, Any]] | None = None,
+    log_level: str = "warning",
 ) -> Path:
     """A config with one route per upstream (route name = upstream name)."""
     ups = upstreams or {"procs": procs_upstream()}
     lines = ["[server]", f"port = {port}"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in (server or {}).items()]
-    lines += ["[log]", 'level = "warning"']
+    lines += ["[log]", f"level = {_toml_value(log_level)}"]
     for name, up in ups.items():
         lines.append(f"[upstreams.{name}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in up.items()]
@@ -73,6 +74,13 @@ class Served:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
+    async def logged(self, text: str, within: float = 10.0) -> None:
+        """Wait (bounded) until the gateway's log contains ``text``."""
+        deadline = time.monotonic() + within
+        while text not in self.logs():
+            assert time.monotonic() < deadline, f"never logged {text!r}:\n{self.logs()}"
+            await asyncio.sleep(0.02)
+
 
 def _healthy(port: int) -> bool:
     import http.client
@@ -93,10 +101,11 @@ def wardgate_serve(
     server: dict[str, Any] | None = None,
     upstreams: dict[str, dict[str, Any]] | None = None,
     nofile: int | None = None,
+    log_level: str = "warning",
 ) -> Iterator[Served]:
     """Run ``wardgate serve`` as a subprocess until it answers /healthz."""
     port = free_port()
-    config = write_config(tmp_path / f"gateway-{port}.toml", port, server, upstreams)
+    config = write_config(tmp_path / f"gateway-{port}.toml", port, server, upstreams, log_level)
     log = tmp_path / f"gateway-{port}.log"
     env = {**os.environ, "PYTHONPATH": SRC}
 

@@ -110,11 +110,25 @@ async def test_at_the_cap_with_every_connection_busy_new_sockets_are_refused_fas
 ) -> None:
     with wardgate_serve(tmp_path, {"max_connections": 3}) as gw:
         await legit_tools_list(gw.port)
-        slow = mcp_request(
-            "procs", "tools/call", {"name": "slow", "arguments": {"seconds": 3}}, "slow"
-        )
-        busy = [asyncio.ensure_future(http_exchange(gw.port, slow)) for _ in range(3)]
-        await asyncio.sleep(0.5)  # let the three calls reach the upstream
+        markers = [tmp_path / f"started-{i}" for i in range(3)]
+        busy = [
+            asyncio.ensure_future(
+                http_exchange(
+                    gw.port,
+                    mcp_request(
+                        "procs",
+                        "tools/call",
+                        {"name": "slow", "arguments": {"seconds": 3, "marker": str(marker)}},
+                        "slow",
+                    ),
+                )
+            )
+            for marker in markers
+        ]
+        deadline = time.monotonic() + 10
+        while not all(m.exists() for m in markers):  # the three calls reached the upstream
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
         started = time.monotonic()
         extra = (await open_attackers(gw.port, 1, ["127.0.0.2"]))[0]
         await asyncio.wait_for(extra.watch(), 2)

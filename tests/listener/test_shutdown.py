@@ -118,6 +118,28 @@ async def test_a_call_past_the_drain_deadline_ends_with_a_clean_error(tmp_path: 
         assert _left_in(groups) == [], gw.logs()
 
 
+async def test_a_second_signal_skips_the_drain(tmp_path: Path) -> None:
+    with wardgate_serve(tmp_path, {"shutdown_drain_seconds": 60.0}, log_level="info") as gw:
+        marker = tmp_path / "started"
+        call = asyncio.ensure_future(
+            http_exchange(
+                gw.port, _call("slow", {"seconds": 600, "marker": str(marker)}, "procs"), within=30
+            )
+        )
+        await _wait_for_file(marker)
+        groups = _groups_of_children(gw.proc.pid)
+        started = time.monotonic()
+        gw.signal(signal.SIGTERM)
+        await gw.logged("draining 1 call(s)")
+        gw.signal(signal.SIGTERM)
+        code, _ = await _exit_code(gw, EXIT_BUDGET)
+        assert code == 0, gw.logs()
+        assert time.monotonic() - started < EXIT_BUDGET
+        _, _, body = await asyncio.wait_for(call, 5)
+        assert "error" in orjson.loads(body), body
+        assert _left_in(groups) == []
+
+
 async def test_no_new_connection_is_accepted_once_shutdown_starts(tmp_path: Path) -> None:
     with wardgate_serve(tmp_path, {"shutdown_drain_seconds": 5.0}) as gw:
         marker = tmp_path / "started"

@@ -106,3 +106,24 @@ async def test_a_keep_alive_connection_serves_at_most_the_configured_requests(
         client.send(mcp_request("procs", request_id=4))
         await asyncio.wait_for(client.watch(), 5)
         assert client.received == b""
+
+
+async def test_a_pipelined_body_waiting_behind_a_long_call_is_not_cut(tmp_path: Path) -> None:
+    # The second request's body arrives in two parts while the first call runs: both
+    # are answered, in order, and the body clock does not cut the call in flight.
+    with wardgate_serve(tmp_path, {"body_timeout_seconds": 1.0}) as gw:
+        marker = tmp_path / "started"
+        slow = {"name": "slow", "arguments": {"seconds": 2.5, "marker": str(marker)}}
+        second = mcp_request("procs", request_id=2)
+        split = second.index(b"\r\n\r\n") + 10
+        client = (await open_attackers(gw.port, 1, ["127.0.0.1"]))[0]
+        client.send(mcp_request("procs", "tools/call", slow, "slow") + second[:split])
+        deadline = time.monotonic() + 10
+        while not marker.exists():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        client.send(second[split:])
+        for expected in (b"slept 2.5", b'"tools"'):
+            status, _, body = await asyncio.wait_for(read_response(client.reader), 10)
+            assert status == 200 and expected in body, body
+        client.close()

@@ -32,6 +32,7 @@ The protocol also adds the ASGI TLS extension when the connection is TLS (see
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -48,7 +49,13 @@ if TYPE_CHECKING:
 
     from wardgate.config.model import ServerConfig
 
-__all__ = ["ConnectionTable", "GuardedHttpToolsProtocol", "ListenerLimits", "guarded_protocol"]
+__all__ = [
+    "ConnectionTable",
+    "GuardedHttpToolsProtocol",
+    "ListenerLimits",
+    "client_key",
+    "guarded_protocol",
+]
 
 log = logging.getLogger("wardgate.listener")
 
@@ -95,6 +102,20 @@ class ListenerLimits:
             max_connections_per_ip=server.max_connections_per_ip,
             max_requests_per_connection=server.max_requests_per_connection,
         )
+
+
+def client_key(address: str) -> str:
+    """What ``max_connections_per_ip`` counts by: the IPv4 address, or the IPv6 /64 (one
+    host usually holds a whole /64, so single IPv6 addresses cost an attacker nothing)."""
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False).network_address) + "/64"
 
 
 class _HeadTooLarge(Exception):
@@ -188,8 +209,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         attach_tls(self, transport)
-        ip = self.client[0] if self.client else ""
-        if not self.table.admit(self, ip):
+        if not self.table.admit(self, client_key(self.client[0] if self.client else "")):
             transport.write(_REFUSED)
             transport.close()
             return
@@ -272,8 +292,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._phase = "body"
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_expired)
         self._requests += 1
+        # Starts the request now (and its body clock, in _start_asgi_task), or queues
+        # it behind the one in flight with reading paused: its clock waits for its turn.
         super().on_headers_complete()
         if self._requests >= self.limits.max_requests_per_connection:
             self.cycle.keep_alive = False  # this response says "connection: close"
@@ -289,6 +310,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         self._running = cycle
+        if cycle is self.cycle and self._phase == "body" and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_expired)
         super()._start_asgi_task(cycle, app)
 
     def on_response_complete(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import uvicorn
 
-from wardgate.config.model import GatewayConfig
+from wardgate.config.model import GatewayConfig, StdioUpstreamConfig
 from wardgate.edge.listener import ListenerLimits, guarded_protocol
 from wardgate.upstream.reaper import ProcessGroups
 
@@ -242,7 +242,8 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
             await serve_started()
 
     async def serve_started() -> None:
-        noting = asyncio.create_task(note_children())
+        stdio = any(isinstance(u, StdioUpstreamConfig) for u in config.upstreams.values())
+        noting = asyncio.create_task(note_children()) if stdio else None
         try:
             if banner:
                 print(banner, flush=True)
@@ -254,7 +255,8 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
             )
             await server.serve()
         finally:
-            noting.cancel()
+            if noting is not None:
+                noting.cancel()
             await close_gateway()
             children.note()
             await children.kill()

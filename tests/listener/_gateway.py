@@ -195,6 +195,18 @@ async def legit_tools_list(port: int, route: str = "procs", within: float = 10.0
     return time.perf_counter() - started
 
 
+async def sdk_call(port: int, route: str = "procs", within: float = 15.0) -> float:
+    """The official Python SDK client (2026-07-28 era) lists tools and calls one."""
+    from mcp import Client
+
+    started = time.perf_counter()
+    async with asyncio.timeout(within), Client(f"http://127.0.0.1:{port}/mcp/{route}") as client:
+        assert "pid" in {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("pid", {})
+        assert not result.is_error
+    return time.perf_counter() - started
+
+
 # -- attackers ----------------------------------------------------------------------
 
 

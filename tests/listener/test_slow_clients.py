@@ -12,6 +12,7 @@ from ._gateway import (
     mcp_request,
     open_attackers,
     read_response,
+    sdk_call,
     wardgate_serve,
 )
 
@@ -44,6 +45,8 @@ async def test_slowloris_sockets_are_cut_at_the_head_deadline_and_never_starve_a
         attack = asyncio.ensure_future(_run_attack(sockets, b"x-a: b\r\n", 0.25, 6.0))
         # The cap is full of trickling sockets: calls still get through, promptly.
         latencies = [await legit_tools_list(gw.port) for _ in range(5)]
+        # The official SDK client too (its own connections; a few round trips).
+        assert await sdk_call(gw.port) < 5.0
         await attack
         assert max(latencies) < 2.0, latencies
         closed = [a.closed_after for a in sockets]

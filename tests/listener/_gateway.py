@@ -175,8 +175,10 @@ def mcp_request(
     name: str | None = None,
     request_id: int = 1,
     keep_alive: bool = True,
+    padding: int = 0,
 ) -> bytes:
-    body = orjson.dumps(modern_body(method, params, request_id))
+    """A raw 2026-07-28 request; ``padding`` bytes of JSON whitespace end the body."""
+    body = orjson.dumps(modern_body(method, params, request_id)) + b" " * padding
     headers = modern_headers(method, name)
     head = [f"POST /mcp/{route} HTTP/1.1", "host: 127.0.0.1", f"content-length: {len(body)}"]
     head += [f"{k}: {v}" for k, v in headers.items()]

@@ -256,13 +256,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(_BAD_REQUEST)
             return
         except httptools.HttpParserUpgrade:
-            # websockets are off (``ws="none"``): an upgrade request is just refused.
-            self._refuse(_BAD_REQUEST)
+            # No protocol to upgrade to (websockets are off): the request is served as
+            # plain HTTP, as uvicorn does, but the parser reads nothing more after it,
+            # so the connection closes after the answer.
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.keep_alive = False
+            else:
+                self._refuse(_BAD_REQUEST)
             return
         except httptools.HttpParserError:
             self._refuse(_BAD_REQUEST)
             return
-        if self._phase != "body" and self._head_bytes > self.limits.max_header_bytes:
+        # Only while a head is still being read: the bytes of a chunk that also held a
+        # complete head and its body were counted, but belong to the body.
+        if (
+            self._head_timer is not None
+            and self._phase != "body"
+            and self._head_bytes > self.limits.max_header_bytes
+        ):
             self._refuse(_HEAD_TOO_LARGE)
 
     def on_message_begin(self) -> None:

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 
+from support.servers import free_port, spawn_http_server
 from wardgate.upstream.reaper import proc_table
 
 from ._gateway import (
+    PROCS_SERVER,
     Served,
     http_exchange,
     legit_tools_list,
@@ -116,6 +119,28 @@ async def test_a_call_past_the_drain_deadline_ends_with_a_clean_error(tmp_path: 
         assert code == 0, gw.logs()
         assert time.monotonic() - started < 1.0 + EXIT_BUDGET
         assert _left_in(groups) == [], gw.logs()
+
+
+async def test_a_call_to_an_http_upstream_is_cut_with_an_error_too(tmp_path: Path) -> None:
+    port = free_port()
+    with spawn_http_server([sys.executable, PROCS_SERVER, "--http", str(port)], port):
+        upstream = {"transport": "http", "url": f"http://127.0.0.1:{port}/mcp"}
+        with wardgate_serve(tmp_path, {"shutdown_drain_seconds": 1.0}, {"web": upstream}) as gw:
+            marker = tmp_path / "started"
+            call = asyncio.ensure_future(
+                http_exchange(
+                    gw.port,
+                    _call("slow", {"seconds": 600, "marker": str(marker)}, "web"),
+                    within=30,
+                )
+            )
+            await _wait_for_file(marker)
+            started = time.monotonic()
+            gw.signal(signal.SIGTERM)
+            status, _, body = await asyncio.wait_for(call, 1.0 + EXIT_BUDGET)
+            assert status in (200, 502, 503, 504) and "error" in orjson.loads(body), body
+            code, _ = await _exit_code(gw, 1.0 + EXIT_BUDGET)
+            assert code == 0 and time.monotonic() - started < 1.0 + EXIT_BUDGET, gw.logs()
 
 
 async def test_a_second_signal_skips_the_drain(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wardgate.config import parse_config
-from wardgate.edge.listener import ListenerLimits
+from wardgate.edge.connections import ListenerLimits
 from wardgate.errors import ConfigError
 
 BASE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wardgate.edge.listener import ConnectionTable, ListenerLimits, client_key
+from wardgate.edge.connections import ConnectionTable, ListenerLimits, client_key
 
 
 class Conn:

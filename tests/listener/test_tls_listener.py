@@ -11,7 +11,8 @@ import trustme
 from tls.helpers import SERVER_NAME, Pki, client_context, echo_tls_app, https_get
 
 from support.servers import serve_app
-from wardgate.edge.listener import ListenerLimits, guarded_protocol
+from wardgate.edge.connections import ListenerLimits
+from wardgate.edge.listener import guarded_protocol
 from wardgate.tls import uvicorn_ssl_kwargs
 
 from ._gateway import Attacker

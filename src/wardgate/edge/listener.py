@@ -32,30 +32,19 @@ The protocol also adds the ASGI TLS extension when the connection is TLS (see
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import time
-from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from wardgate.edge.connections import ConnectionTable, ListenerLimits, client_key
 from wardgate.tls.server import attach_tls
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGI3Application
 
-    from wardgate.config.model import ServerConfig
-
-__all__ = [
-    "ConnectionTable",
-    "GuardedHttpToolsProtocol",
-    "ListenerLimits",
-    "client_key",
-    "guarded_protocol",
-]
+__all__ = ["GuardedHttpToolsProtocol", "guarded_protocol"]
 
 log = logging.getLogger("wardgate.listener")
 
@@ -75,114 +64,10 @@ _BAD_REQUEST = (
 _FIELD_OVERHEAD = 4
 #: How long a refused connection's late input is read and dropped before closing.
 _LINGER = 1.0
-#: Refusals are logged at most this often (an attack must not flood the log).
-_LOG_EVERY = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerLimits:
-    """The listener bounds, in seconds and bytes (see the module docstring)."""
-
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    max_header_bytes: int = 32 * 1024
-    max_headers: int = 100
-    max_connections: int = 1000
-    max_connections_per_ip: int | None = None
-    max_requests_per_connection: int = 1000
-
-    @classmethod
-    def from_config(cls, server: ServerConfig) -> ListenerLimits:
-        return cls(
-            header_timeout=server.header_timeout_seconds,
-            body_timeout=server.body_timeout_seconds,
-            max_header_bytes=server.max_header_bytes,
-            max_headers=server.max_headers,
-            max_connections=server.max_connections,
-            max_connections_per_ip=server.max_connections_per_ip,
-            max_requests_per_connection=server.max_requests_per_connection,
-        )
-
-
-def client_key(address: str) -> str:
-    """What ``max_connections_per_ip`` counts by: the IPv4 address, or the IPv6 /64 (one
-    host usually holds a whole /64, so single IPv6 addresses cost an attacker nothing)."""
-    if ":" not in address:
-        return address
-    try:
-        ip = ipaddress.IPv6Address(address.partition("%")[0])
-    except ValueError:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, 64), strict=False).network_address) + "/64"
 
 
 class _HeadTooLarge(Exception):
     """Raised inside a parser callback; ``data_received`` turns it into a 431."""
-
-
-class ConnectionTable:
-    """The open connections of one listener, oldest first, with per-address counts."""
-
-    def __init__(self, limits: ListenerLimits) -> None:
-        self.limits = limits
-        # Insertion order is the eviction order: a connection moves to the end each
-        # time it finishes a response, so the front holds the longest waiting.
-        self._open: dict[GuardedHttpToolsProtocol, str] = {}
-        self._per_ip: Counter[str] = Counter()
-        self.refused = 0
-        self.evicted = 0
-        self._last_log = 0.0
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def connections(self) -> list[GuardedHttpToolsProtocol]:
-        return list(self._open)
-
-    def admit(self, conn: GuardedHttpToolsProtocol, ip: str) -> bool:
-        """Count ``conn`` in, displacing a waiting connection at the cap; False: refuse."""
-        per_ip = self.limits.max_connections_per_ip
-        if per_ip is not None and self._per_ip[ip] >= per_ip:
-            self._note_refusal("per-address connection cap reached", ip)
-            return False
-        if len(self._open) >= self.limits.max_connections:
-            victim = next((c for c in self._open if c.waiting), None)
-            if victim is None:
-                self._note_refusal("connection cap reached, every connection busy", ip)
-                return False
-            self.evicted += 1
-            victim.drop()
-        self._open[conn] = ip
-        self._per_ip[ip] += 1
-        return True
-
-    def touch(self, conn: GuardedHttpToolsProtocol) -> None:
-        """``conn`` finished a response: it becomes the newest waiting connection."""
-        ip = self._open.pop(conn, None)
-        if ip is not None:
-            self._open[conn] = ip
-
-    def release(self, conn: GuardedHttpToolsProtocol) -> None:
-        ip = self._open.pop(conn, None)
-        if ip is not None:
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
-
-    def _note_refusal(self, why: str, ip: str) -> None:
-        self.refused += 1
-        now = time.monotonic()
-        if now - self._last_log >= _LOG_EVERY:
-            self._last_log = now
-            log.warning(
-                "refusing connections: %s (last from %s; %d refused, %d displaced so far)",
-                why,
-                ip,
-                self.refused,
-                self.evicted,
-            )
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

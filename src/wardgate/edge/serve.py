@@ -27,7 +27,8 @@ from typing import Any
 import uvicorn
 
 from wardgate.config.model import GatewayConfig, StdioUpstreamConfig
-from wardgate.edge.listener import ListenerLimits, guarded_protocol
+from wardgate.edge.connections import ListenerLimits
+from wardgate.edge.listener import guarded_protocol
 from wardgate.upstream.reaper import ProcessGroups
 
 __all__ = ["GatewayServer", "fit_descriptors", "serve", "uvicorn_options"]

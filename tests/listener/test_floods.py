@@ -104,6 +104,7 @@ async def test_the_per_address_cap_refuses_quickly_and_spares_other_addresses(
         # Everything beyond the ten allowed was answered 503 and closed at once.
         assert len(refused) == 50, len(refused)
         assert all(status_of(a.received) == 503 for a in refused)
+        assert "refused (per-address cap)" in gw.logs()
         await legit_tools_list(gw.port)
         await asyncio.wait(watchers, timeout=3.0 + SLACK)
         assert all(a.closed_after is not None for a in sockets)

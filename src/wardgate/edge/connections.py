@@ -14,12 +14,32 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from wardgate.config.model import ServerConfig
 
-__all__ = ["Connection", "ConnectionTable", "ListenerLimits", "client_key"]
+__all__ = [
+    "BAD_REQUEST",
+    "BODY_TIMEOUT",
+    "DISPLACED",
+    "HEAD_TIMEOUT",
+    "HEAD_TOO_LARGE",
+    "REFUSED_BUSY",
+    "REFUSED_PER_IP",
+    "Connection",
+    "ConnectionTable",
+    "ListenerLimits",
+    "client_key",
+]
 
 log = logging.getLogger("wardgate.listener")
 
-#: Refusals are logged at most this often (an attack must not flood the log).
+#: Bound events are logged at most this often (an attack must not flood the log).
 _LOG_EVERY = 1.0
+
+REFUSED_PER_IP = "refused (per-address cap)"
+REFUSED_BUSY = "refused (cap, all busy)"
+DISPLACED = "displaced a waiting connection"
+HEAD_TIMEOUT = "head too slow"
+BODY_TIMEOUT = "body too slow"
+HEAD_TOO_LARGE = "head too large"
+BAD_REQUEST = "unparsable request"
 
 
 class Connection(Protocol):
@@ -83,8 +103,8 @@ class ConnectionTable:
         # time it finishes a response, so the front holds the longest waiting.
         self._open: dict[Connection, str] = {}
         self._per_ip: Counter[str] = Counter()
-        self.refused = 0
-        self.evicted = 0
+        #: How often each bound acted, by event name (also in the rate-limited log).
+        self.counts: Counter[str] = Counter()
         self._last_log = 0.0
 
     def __len__(self) -> int:
@@ -97,14 +117,14 @@ class ConnectionTable:
         """Count ``conn`` in, displacing a waiting connection at the cap; False: refuse."""
         per_ip = self.limits.max_connections_per_ip
         if per_ip is not None and self._per_ip[ip] >= per_ip:
-            self._note_refusal("per-address connection cap reached", ip)
+            self.note(REFUSED_PER_IP, ip)
             return False
         if len(self._open) >= self.limits.max_connections:
             victim = next((c for c in self._open if c.waiting), None)
             if victim is None:
-                self._note_refusal("connection cap reached, every connection busy", ip)
+                self.note(REFUSED_BUSY, ip)
                 return False
-            self.evicted += 1
+            self.note(DISPLACED, self._open[victim])
             victim.drop()
         self._open[conn] = ip
         self._per_ip[ip] += 1
@@ -123,15 +143,24 @@ class ConnectionTable:
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
 
-    def _note_refusal(self, why: str, ip: str) -> None:
-        self.refused += 1
+    @property
+    def refused(self) -> int:
+        return self.counts[REFUSED_PER_IP] + self.counts[REFUSED_BUSY]
+
+    @property
+    def evicted(self) -> int:
+        return self.counts[DISPLACED]
+
+    def note(self, event: str, ip: str) -> None:
+        """Count a bound that acted; log a summary at most once a second, since each
+        attacking socket would otherwise write a line."""
+        self.counts[event] += 1
         now = time.monotonic()
         if now - self._last_log >= _LOG_EVERY:
             self._last_log = now
             log.warning(
-                "refusing connections: %s (last from %s; %d refused, %d displaced so far)",
-                why,
+                "listener bound enforced: %s (last from %s); so far: %s",
+                event,
                 ip,
-                self.refused,
-                self.evicted,
+                ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items())),
             )

@@ -32,13 +32,20 @@ The protocol also adds the ASGI TLS extension when the connection is TLS (see
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from wardgate.edge.connections import ConnectionTable, ListenerLimits, client_key
+from wardgate.edge.connections import (
+    BAD_REQUEST,
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    HEAD_TOO_LARGE,
+    ConnectionTable,
+    ListenerLimits,
+    client_key,
+)
 from wardgate.tls.server import attach_tls
 
 if TYPE_CHECKING:
@@ -46,7 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GuardedHttpToolsProtocol", "guarded_protocol"]
 
-log = logging.getLogger("wardgate.listener")
 
 _REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -136,9 +142,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
-                self._refuse(_HEAD_TOO_LARGE)
+                self._refuse(_HEAD_TOO_LARGE, HEAD_TOO_LARGE)
             else:
-                self._refuse(_BAD_REQUEST)
+                self._refuse(_BAD_REQUEST, BAD_REQUEST)
             return
         except httptools.HttpParserUpgrade:
             # No protocol to upgrade to (websockets are off): the request is served as
@@ -147,10 +153,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self.cycle is not None and not self.cycle.response_complete:
                 self.cycle.keep_alive = False
             else:
-                self._refuse(_BAD_REQUEST)
+                self._refuse(_BAD_REQUEST, BAD_REQUEST)
             return
         except httptools.HttpParserError:
-            self._refuse(_BAD_REQUEST)
+            self._refuse(_BAD_REQUEST, BAD_REQUEST)
             return
         # Only while a head is still being read: the bytes of a chunk that also held a
         # complete head and its body were counted, but belong to the body.
@@ -159,7 +165,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and self._phase != "body"
             and self._head_bytes > self.limits.max_header_bytes
         ):
-            self._refuse(_HEAD_TOO_LARGE)
+            self._refuse(_HEAD_TOO_LARGE, HEAD_TOO_LARGE)
 
     def on_message_begin(self) -> None:
         if self._head_timer is None:
@@ -248,16 +254,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         # Stray bytes while a response is still being produced do not cut that call.
         if self._phase == "head" or self._idle():
-            log.info("closing a connection from %s: request head too slow", self._peer())
+            self.table.note(HEAD_TIMEOUT, self._peer())
             self.drop()
 
     def _body_expired(self) -> None:
         self._body_timer = None
         if self._phase == "body":
-            log.info("closing a connection from %s: request body too slow", self._peer())
+            self.table.note(BODY_TIMEOUT, self._peer())
             self.drop()
 
-    def _refuse(self, response: bytes) -> None:
+    def _refuse(self, response: bytes, event: str) -> None:
         """Answer ``response`` and close; read and discard for a moment first.
 
         Closing a socket with unread input makes the kernel send a reset, which can
@@ -265,6 +271,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         send FIN, drop what still arrives, and close when the peer does or soon after.
         """
         self._cancel_timers()
+        self.table.note(event, self._peer())
         self._lingering = True
         transport = self.transport
         if transport.is_closing():

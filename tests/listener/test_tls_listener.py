@@ -11,8 +11,10 @@ import trustme
 from tls.helpers import SERVER_NAME, Pki, client_context, echo_tls_app, https_get
 
 from support.servers import serve_app
+from wardgate.config.model import GatewayConfig
 from wardgate.edge.connections import ListenerLimits
-from wardgate.edge.listener import guarded_protocol
+from wardgate.edge.listener import GuardedHttpToolsProtocol, guarded_protocol
+from wardgate.edge.serve import uvicorn_options
 from wardgate.tls import uvicorn_ssl_kwargs
 
 from ._gateway import Attacker
@@ -58,3 +60,25 @@ async def test_tls_heads_are_bounded_and_the_tls_extension_survives(tmp_path: Pa
         assert None not in closed and max(c for c in closed if c is not None) < 2.0 + SLACK
         for attacker in attackers:
             attacker.close()
+
+
+def test_serve_runs_tls_through_the_guarded_protocol(tmp_path: Path) -> None:
+    pki = _pki(tmp_path)
+    config = GatewayConfig.model_validate(
+        {
+            "server": {
+                "tls": {
+                    "cert_file": str(pki.cert_file),
+                    "key_file": str(pki.key_file),
+                    "server_names": [SERVER_NAME],
+                },
+                "max_connections": 5,
+            },
+            "upstreams": {"up": {"transport": "http", "url": "http://127.0.0.1:9/mcp"}},
+            "routes": {"main": {"upstreams": ["up"]}},
+        }
+    )
+    options = uvicorn_options(config)
+    assert issubclass(options["http"], GuardedHttpToolsProtocol)
+    assert options["http"].limits.max_connections == 5
+    assert "ssl_context_factory" in options and options["ws"] == "none"

@@ -134,9 +134,15 @@ def wardgate_serve(
             time.sleep(0.05)
         yield served
     finally:
+        # Politely first, so that a failed test still sweeps the gateway's children.
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGINT)  # the second skips the drain
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 # -- a legitimate call ------------------------------------------------------------

@@ -38,6 +38,26 @@ def spawn_grandchild() -> int:
 
 
 @server.tool()
+def spawn_daemon(seconds: float = 3600) -> int:
+    """Double-fork a sleeper (for ``seconds``) into a session of its own (it leaves this
+    server's group and session, and its parent exits); return its pid."""
+    read, write = os.pipe()
+    first = os.fork()
+    if first == 0:  # pragma: no cover - child
+        os.setsid()
+        if os.fork() == 0:
+            os.close(read)
+            os.write(write, str(os.getpid()).encode())
+            os.close(write)
+            os.execv(sys.executable, [sys.executable, "-c", f"import time; time.sleep({seconds})"])  # noqa: S606
+        os._exit(0)
+    os.close(write)
+    os.waitpid(first, 0)
+    with os.fdopen(read) as pipe:
+        return int(pipe.read())
+
+
+@server.tool()
 async def slow(seconds: float, marker: str = "") -> str:
     """Answer after ``seconds``; touch ``marker`` (a path) when the call starts."""
     if marker:

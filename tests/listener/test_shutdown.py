@@ -52,6 +52,14 @@ def _left_in(groups: set[int]) -> list[int]:
     return [s.pid for s in proc_table() if s.alive and (s.pgrp in groups or s.session in groups)]
 
 
+def _parent(pid: int) -> int | None:
+    return next((s.ppid for s in proc_table() if s.pid == pid), None)
+
+
+def _alive(pid: int) -> bool:
+    return any(s.pid == pid and s.alive for s in proc_table())
+
+
 async def _wait_for_file(path: Path, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not path.exists():
@@ -75,13 +83,18 @@ async def test_a_call_in_flight_drains_and_nothing_is_left_behind(
     with wardgate_serve(tmp_path, {"shutdown_drain_seconds": 10.0}, UPSTREAMS) as gw:
         grandchild = await _tool(gw, "forker", "spawn_grandchild", {})
         assert isinstance(grandchild, int)
+        # Double-forked into its own session: found only as the gateway's descendant.
+        daemon = await _tool(gw, "forker", "spawn_daemon", {})
+        assert isinstance(daemon, int)
         marker = tmp_path / "started"
         call = asyncio.ensure_future(
             http_exchange(gw.port, _call("slow", {"seconds": 2, "marker": str(marker)}, "slowup"))
         )
         await _wait_for_file(marker)
         groups = _groups_of_children(gw.proc.pid)
-        assert len(groups) == 2 and grandchild in _left_in(groups)
+        assert grandchild in _left_in(groups)
+        # The gateway is a child subreaper: the orphaned daemon was re-parented to it.
+        assert _parent(daemon) == gw.proc.pid
         gw.signal(sig)
         status, _, body = await asyncio.wait_for(call, 10)
         assert status == 200 and b"slept 2" in body, body
@@ -89,6 +102,7 @@ async def test_a_call_in_flight_drains_and_nothing_is_left_behind(
         assert code == 0, gw.logs()
         assert took < 10.0 + EXIT_BUDGET
         assert _left_in(groups) == [], gw.logs()
+        assert not _alive(daemon), gw.logs()
         assert "Traceback" not in gw.logs()
 
 
@@ -141,6 +155,20 @@ async def test_a_call_to_an_http_upstream_is_cut_with_an_error_too(tmp_path: Pat
             assert status in (200, 502, 503, 504) and "error" in orjson.loads(body), body
             code, _ = await _exit_code(gw, 1.0 + EXIT_BUDGET)
             assert code == 0 and time.monotonic() - started < 1.0 + EXIT_BUDGET, gw.logs()
+
+
+async def test_orphans_that_exit_are_reaped_while_serving(tmp_path: Path) -> None:
+    with wardgate_serve(tmp_path) as gw:
+        daemon = await _tool(gw, "procs", "spawn_daemon", {"seconds": 0.1})
+        assert isinstance(daemon, int)
+        # It was re-parented to the gateway, exited, and does not stay a zombie there.
+        assert _parent(daemon) == gw.proc.pid
+        deadline = time.monotonic() + 15
+        while _parent(daemon) == gw.proc.pid:
+            assert time.monotonic() < deadline, "an exited orphan stayed a zombie"
+            await asyncio.sleep(0.1)
+        assert gw.proc.poll() is None
+        await legit_tools_list(gw.port)
 
 
 async def test_a_second_signal_skips_the_drain(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ Shutdown, on SIGTERM or SIGINT (a second signal skips the drain):
    ends each call still waiting on an upstream with a JSON-RPC error; a call that
    still has not answered a moment later is cancelled and its connection closed;
 4. every process group led by a child of the gateway (stdio servers and whatever they
-   forked) is killed (:class:`~wardgate.upstream.reaper.ProcessGroups`);
+   forked), and every process below the gateway (it is a child subreaper, so even
+   double-forked orphans stay below it), is killed
+   (:class:`~wardgate.upstream.reaper.ProcessGroups`);
 5. the process exits 0.
 """
 
@@ -29,7 +31,7 @@ import uvicorn
 from wardgate.config.model import GatewayConfig, StdioUpstreamConfig
 from wardgate.edge.connections import ListenerLimits
 from wardgate.edge.listener import guarded_protocol
-from wardgate.upstream.reaper import ProcessGroups
+from wardgate.upstream.reaper import ProcessGroups, become_subreaper
 
 __all__ = ["GatewayServer", "fit_descriptors", "serve", "uvicorn_options"]
 
@@ -236,6 +238,7 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
         while True:
             await asyncio.sleep(_NOTE_EVERY)
             children.note()
+            children.reap_adopted()
 
     async def run() -> None:
         with server.install_signals():
@@ -244,6 +247,9 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
 
     async def serve_started() -> None:
         stdio = any(isinstance(u, StdioUpstreamConfig) for u in config.upstreams.values())
+        # Orphans of stdio servers (double forks included) stay below the gateway.
+        if stdio and not become_subreaper():
+            log.warning("cannot become a child subreaper: escaped orphans may outlive exit")
         noting = asyncio.create_task(note_children()) if stdio else None
         try:
             if banner:
@@ -261,6 +267,7 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
             await close_gateway()
             children.note()
             await children.kill()
+            children.reap_adopted()
 
     # asyncio.run would ignore uvicorn's loop choice (uvloop when installed).
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:

@@ -5,8 +5,16 @@ each one leads a process group that its own children join. Closing a session sto
 the server; whatever it forked may live on. :class:`ProcessGroups` remembers the
 groups the gateway's children lead (``note``, called while they are alive, at exit
 and on a timer) and, at exit, kills every process still in one of those groups or
-sessions (``kill``), then waits until /proc shows none left. Linux only (it reads
-/proc); elsewhere it does nothing.
+sessions, and every descendant of the gateway (``kill``), then waits until /proc
+shows none left.
+
+A process that double-forks into a session of its own leaves both: it is found only
+because the gateway makes itself a *child subreaper* (``become_subreaper``, Linux
+``PR_SET_CHILD_SUBREAPER``), so orphans below it are re-parented to it instead of to
+init and stay its descendants. Orphans that exit become its zombies, so
+``reap_adopted`` collects them (never a child the event loop is waiting for: only
+processes outside the gateway's own group that do not lead a group). Linux only (it
+reads /proc); elsewhere it does nothing.
 """
 
 from __future__ import annotations
@@ -20,12 +28,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ProcStat", "ProcessGroups", "proc_table"]
+__all__ = ["ProcStat", "ProcessGroups", "become_subreaper", "proc_table"]
 
 log = logging.getLogger("wardgate.upstream.reaper")
 
 _PROC = Path("/proc")
 _POLL = 0.02
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux); False if refused."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +107,41 @@ class ProcessGroups:
         self.groups &= occupied
 
     def members(self) -> list[ProcStat]:
-        """Live processes in a remembered group or session (never this process)."""
+        """Live processes in a remembered group or session, or below this process
+        (never this process itself)."""
+        table = proc_table()
+        children: dict[int, list[int]] = {}
+        for stat in table:
+            children.setdefault(stat.ppid, []).append(stat.pid)
+        below: set[int] = set()
+        todo = list(children.get(self._me, ()))
+        while todo:
+            pid = todo.pop()
+            if pid not in below:
+                below.add(pid)
+                todo.extend(children.get(pid, ()))
         return [
             s
-            for s in proc_table()
-            if s.alive and s.pid != self._me and (s.pgrp in self.groups or s.session in self.groups)
+            for s in table
+            if s.alive
+            and s.pid != self._me
+            and (s.pid in below or s.pgrp in self.groups or s.session in self.groups)
         ]
+
+    def reap_adopted(self) -> int:
+        """Collect exited orphans re-parented here; returns how many."""
+        reaped = 0
+        for stat in proc_table():
+            if (
+                stat.ppid == self._me
+                and not stat.alive
+                and stat.pid != stat.pgrp  # a spawned server leads its group: not ours to wait
+                and stat.pgrp not in self._own  # spawned into our own group: the loop's
+            ):
+                with contextlib.suppress(ChildProcessError, OSError):
+                    if os.waitpid(stat.pid, os.WNOHANG)[0] == stat.pid:
+                        reaped += 1
+        return reaped
 
     async def kill(self, within: float = 5.0) -> list[ProcStat]:
         """SIGKILL every member, wait until none is left; returns any that survived."""

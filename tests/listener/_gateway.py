@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -33,7 +34,9 @@ def procs_upstream() -> dict[str, Any]:
 
 
 def _toml_value(value: Any) -> str:
-    # JSON scalars and arrays of them are valid TOML values.
+    # JSON scalars and arrays of them are valid TOML values; tables are written inline.
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value)
 
 
@@ -82,17 +85,16 @@ class Served:
             await asyncio.sleep(0.02)
 
 
-def _healthy(port: int) -> bool:
-    import http.client
+def _healthy(port: int, tls: tuple[ssl.SSLContext, str] | None = None) -> bool:
+    import socket
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
-        conn.request("GET", "/healthz")
-        return conn.getresponse().status == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+            sock = tls[0].wrap_socket(raw, server_hostname=tls[1]) if tls else raw
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+            return sock.recv(12).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
-    finally:
-        conn.close()
 
 
 @contextlib.contextmanager
@@ -102,8 +104,10 @@ def wardgate_serve(
     upstreams: dict[str, dict[str, Any]] | None = None,
     nofile: int | None = None,
     log_level: str = "warning",
+    tls: tuple[ssl.SSLContext, str] | None = None,
 ) -> Iterator[Served]:
-    """Run ``wardgate serve`` as a subprocess until it answers /healthz."""
+    """Run ``wardgate serve`` as a subprocess until it answers /healthz (over TLS with
+    ``(context, SNI)``)."""
     port = free_port()
     config = write_config(tmp_path / f"gateway-{port}.toml", port, server, upstreams, log_level)
     log = tmp_path / f"gateway-{port}.log"
@@ -126,7 +130,7 @@ def wardgate_serve(
     served = Served(port, proc, log, list((upstreams or {"procs": {}}).keys()))
     try:
         deadline = time.monotonic() + 30
-        while not _healthy(port):
+        while not _healthy(port, tls):
             if proc.poll() is not None:
                 raise RuntimeError(f"wardgate serve exited {proc.returncode}:\n{served.logs()}")
             if time.monotonic() > deadline:
@@ -149,10 +153,21 @@ def wardgate_serve(
 
 
 async def http_exchange(
-    port: int, raw: bytes, source: str = "127.0.0.1", within: float = 10.0
+    port: int,
+    raw: bytes,
+    source: str = "127.0.0.1",
+    within: float = 10.0,
+    tls: tuple[ssl.SSLContext, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Send one raw request on a fresh connection; read one response (Content-Length)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    """Send one raw request on a fresh connection (over TLS with ``(context, SNI)``);
+    read one response (Content-Length)."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1",
+        port,
+        local_addr=(source, 0),
+        ssl=tls[0] if tls else None,
+        server_hostname=tls[1] if tls else None,
+    )
     try:
         writer.write(raw)
         await writer.drain()

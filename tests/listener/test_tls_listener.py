@@ -17,7 +17,7 @@ from wardgate.edge.listener import GuardedHttpToolsProtocol, guarded_protocol
 from wardgate.edge.serve import uvicorn_options
 from wardgate.tls import uvicorn_ssl_kwargs
 
-from ._gateway import Attacker
+from ._gateway import Attacker, http_exchange, mcp_request, open_attackers, wardgate_serve
 
 SLACK = 1.5
 
@@ -82,3 +82,25 @@ def test_serve_runs_tls_through_the_guarded_protocol(tmp_path: Path) -> None:
     assert issubclass(options["http"], GuardedHttpToolsProtocol)
     assert options["http"].limits.max_connections == 5
     assert "ssl_context_factory" in options and options["ws"] == "none"
+
+
+async def test_wardgate_serve_cuts_stalled_tls_handshakes_and_slow_tls_heads(
+    tmp_path: Path,
+) -> None:
+    pki = _pki(tmp_path)
+    tls = {"cert_file": str(pki.cert_file), "key_file": str(pki.key_file)}
+    server = {"tls": {**tls, "server_names": [SERVER_NAME]}, "header_timeout_seconds": 2.0}
+    client = (client_context(pki), SERVER_NAME)
+    with wardgate_serve(tmp_path, server, tls=client) as gw:
+        # Never sends a ClientHello: not a connection yet, cut by the handshake deadline.
+        silent = await open_attackers(gw.port, 40, ["127.0.0.2", "127.0.0.3"])
+        watchers = [asyncio.ensure_future(a.watch()) for a in silent]
+        status, _, body = await http_exchange(gw.port, mcp_request("procs"), tls=client)
+        assert status == 200 and b'"tools"' in body
+        await asyncio.wait(watchers, timeout=2.0 + SLACK + 1)
+        closed = [a.closed_after for a in silent]
+        assert None not in closed and max(c for c in closed if c is not None) < 2.0 + SLACK
+        status, _, _ = await http_exchange(gw.port, mcp_request("procs"), tls=client)
+        assert status == 200
+        for attacker in silent:
+            attacker.close()

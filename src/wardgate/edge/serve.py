@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import socket
@@ -47,13 +48,15 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Descriptors kept for everything but client sockets: the listener, logs, upstream
 #: pipes and pools, the loop's own.
 _FD_RESERVE = 64
+#: The highest soft descriptor limit ``serve`` asks for.
+_FD_CEILING = 1 << 20
 
 
 def fit_descriptors(limits: ListenerLimits) -> ListenerLimits:
     """Make room for ``max_connections`` sockets under ``RLIMIT_NOFILE``.
 
-    Raises the soft limit towards the hard one when it is too low; if that is not
-    enough, lowers the connection cap instead (logged): past the descriptor limit
+    Raises the soft limit to the hard one (at most 2**20); if that is not enough,
+    lowers the connection cap instead (logged): past the descriptor limit
     accept() fails and the loop drops new sockets unread, the legitimate with the rest,
     while under the cap the listener can still choose whom to displace.
     """
@@ -62,15 +65,15 @@ def fit_descriptors(limits: ListenerLimits) -> ListenerLimits:
     except ImportError:  # pragma: no cover - not Unix
         return limits
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = limits.max_connections + _FD_RESERVE
-    if soft == resource.RLIM_INFINITY or soft >= want:
-        return limits
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if target > soft:
+    # As high as allowed: sockets still in their TLS handshake are not counted by the
+    # connection table yet, and need descriptors beyond the cap.
+    target = _FD_CEILING if hard == resource.RLIM_INFINITY else min(hard, _FD_CEILING)
+    if soft != resource.RLIM_INFINITY and target > soft:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-    if soft >= want:
+    want = limits.max_connections + _FD_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= want:
         return limits
     fitted = max(1, soft - _FD_RESERVE)
     log.warning(
@@ -123,9 +126,11 @@ class GatewayServer(uvicorn.Server):
         *,
         drain_seconds: float,
         on_drain_timeout: Callable[[], Awaitable[None]],
+        handshake_timeout: float = 60.0,
     ) -> None:
         super().__init__(config)
         self.drain_seconds = drain_seconds
+        self.handshake_timeout = handshake_timeout
         self._on_drain_timeout = on_drain_timeout
         self._hurry = asyncio.Event()
         self.cut = 0
@@ -149,6 +154,29 @@ class GatewayServer(uvicorn.Server):
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, with a TLS handshake deadline.
+
+        uvicorn leaves asyncio's 60 s default, and a socket still in its handshake is
+        not yet a connection the listener can count or cut: a client that never sends
+        its ClientHello would hold a descriptor that long. uvicorn has no option for it,
+        so ``create_server`` gets it for the duration of the call.
+        """
+        loop = asyncio.get_running_loop()
+        if self.config.ssl is None:
+            await super().startup(sockets)
+            return
+        create_server = loop.create_server
+        setattr(  # noqa: B010 - shadow the bound method on this loop instance only
+            loop,
+            "create_server",
+            functools.partial(create_server, ssl_handshake_timeout=self.handshake_timeout),
+        )
+        try:
+            await super().startup(sockets)
+        finally:
+            delattr(loop, "create_server")
 
     def _signalled(self, sig: int) -> None:
         if self.should_exit:
@@ -232,6 +260,7 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
         uvicorn.Config(gateway.app, **uvicorn_options(config, limits)),
         drain_seconds=config.server.shutdown_drain_seconds,
         on_drain_timeout=close_gateway,
+        handshake_timeout=config.server.header_timeout_seconds,
     )
 
     async def note_children() -> None:

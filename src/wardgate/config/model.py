@@ -50,6 +50,26 @@ class ServerConfig(_Strict):
     allow_anonymous: bool = False
     #: How long one write of a stream event may wait for a client that stopped reading.
     client_send_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Listener bounds (edge/listener.py). Strict: ``true`` is not a number, "5" is not one.
+    #: The whole request head must arrive within this (from accept, or the next request's
+    #: first byte on a keep-alive connection).
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300, strict=True)
+    #: The whole request body must arrive within this, from the end of the head.
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600, strict=True)
+    #: Request line and header fields, in bytes (431 beyond).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024, strict=True)
+    #: Header fields in one request (431 beyond).
+    max_headers: int = Field(100, ge=8, le=10_000, strict=True)
+    #: Open connections; at the cap a new one displaces the longest-waiting idle one.
+    max_connections: int = Field(1000, ge=1, le=1_000_000, strict=True)
+    #: Open connections from one client address (unset: no per-address cap).
+    max_connections_per_ip: int | None = Field(None, ge=1, le=1_000_000, strict=True)
+    #: Idle time allowed between requests on a keep-alive connection.
+    keepalive_timeout_seconds: float = Field(5.0, gt=0, le=3600, strict=True)
+    #: Requests served on one connection before it is closed.
+    max_requests_per_connection: int = Field(1000, ge=1, le=10_000_000, strict=True)
+    #: On SIGTERM/SIGINT, calls in flight get this long to finish before they are cut.
+    shutdown_drain_seconds: float = Field(10.0, ge=0, le=3600, strict=True)
 
     @field_validator("host")
     @classmethod

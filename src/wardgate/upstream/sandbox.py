@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from wardgate.upstream.spawn import spawn_options
+
 __all__ = ["PlainProcessRunner", "Sandbox", "minimal_env"]
 
 log = logging.getLogger("wardgate.sandbox")
@@ -63,5 +65,5 @@ class PlainProcessRunner:
             # Its own process group, so stopping it stops its children too; and no
             # descriptor of the gateway's but the three pipes.
             start_new_session=True,
-            close_fds=True,
+            **spawn_options(),  # stdio only, on uvloop too
         )

@@ -32,13 +32,19 @@ from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
 from wardgate.upstream.seam import Upstream
 from wardgate.upstream.sse_client import SseUpstream
 from wardgate.upstream.stdio import StdioUpstream
+from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH
 
 __all__ = ["Gateway", "build_upstream"]
 
 log = logging.getLogger("wardgate")
 
 
-def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sandbox]) -> Upstream:
+def build_upstream(
+    name: str,
+    config: UpstreamConfig,
+    sandboxes: Mapping[str, Sandbox],
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> Upstream:
     """Make the upstream object a config entry describes (no I/O).
 
     Raises:
@@ -57,11 +63,20 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(
-            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+            name,
+            config.url,
+            headers=config.headers,
+            request_timeout=config.request_timeout_seconds,
+            max_json_depth=max_json_depth,
+            ca_file=config.ca_file,
         )
     if isinstance(config, SseUpstreamConfig):
         return SseUpstream(
-            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+            name,
+            config.url,
+            headers=config.headers,
+            request_timeout=config.request_timeout_seconds,
+            max_json_depth=max_json_depth,
         )
     raise ConfigError(f"upstreams.{name}: unknown transport")  # pragma: no cover
 
@@ -78,7 +93,8 @@ class Gateway:
             idle_timeout=config.server.session_idle_seconds, max_sessions=config.server.max_sessions
         )
         self.upstreams = {
-            name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
+            name: build_upstream(name, up, boxes, config.server.max_json_depth)
+            for name, up in config.upstreams.items()
         }
         self.auth = (
             EdgeAuth(

@@ -6,8 +6,8 @@ and chunked bodies, bodies read whole or streamed (SSE), HTTPS with certificate 
 host name verification. It never follows a redirect and never decompresses.
 
 Every bound is enforced while reading, before memory is spent: the status line and
-headers together (``max_head_bytes``), the header count, the body (``max_body_bytes``
-when read whole; a streamed body is held to a small buffer by pausing the socket).
+headers together (``max_head_bytes``), the header count, the body (the limit
+given to ``read``; a streamed body is held to a small buffer by pausing the socket).
 Time is bounded twice: connecting (``connect_timeout``) and the whole call, from
 sending the request to the last byte of the reply (``deadline``, an event-loop time);
 a timer aborts the connection at the deadline whatever the upstream is doing, so a
@@ -63,6 +63,8 @@ class _Connection(asyncio.Protocol):
         self._body_limit = body_limit
         self._body_bytes = 0
         self._head_bytes = 0
+        self._header_count = 0
+        self._partial_bytes = 0
         self._head_done = False
         self._framed = False
         self._paused = False
@@ -86,8 +88,9 @@ class _Connection(asyncio.Protocol):
             if self.error is None:
                 self._fail(UpstreamError(f"upstream sent malformed HTTP: {exc}"))
         if not self._head_done and self.error is None:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._client.max_head_bytes:
+            # A head still incomplete: what the parser holds of it is bounded too.
+            self._partial_bytes += len(data)
+            if self._partial_bytes > self._client.max_head_bytes:
                 self._fail(UpstreamError("upstream response head exceeds the size limit"))
         if not self._paused and self._body_limit is None and len(self.body) > _STREAM_HIGH_WATER:
             self._paused = True
@@ -118,8 +121,13 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) >= self._client.max_headers:
+        self._header_count += 1
+        self._head_bytes += len(name) + len(value) + 4
+        if self._header_count > self._client.max_headers:
             self._fail(UpstreamError("upstream sent too many headers"))
+            return
+        if self._head_bytes > self._client.max_head_bytes:
+            self._fail(UpstreamError("upstream response head exceeds the size limit"))
             return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
@@ -254,6 +262,8 @@ class HttpResponse:
         conn = self._conn
         try:
             conn.limit_body(limit)
+            if conn.error is not None:
+                raise conn.error
             while not conn.complete:
                 await conn.wait()
             return conn.take()

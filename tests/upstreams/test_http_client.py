@@ -225,6 +225,17 @@ async def test_the_connection_cap_queues_calls_within_their_deadline() -> None:
         await client.aclose()
 
 
+async def test_a_response_never_released_frees_its_slot_at_its_deadline() -> None:
+    answers = iter([b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", OK])
+    async with raw_server(lambda _: next(answers)) as (_, url):
+        client = HttpClient("t", url, max_connections=1)
+        dropped = await client.request("GET", "/mcp", {}, deadline=deadline(0.3))
+        assert dropped.status == 200  # ...and never read nor released
+        status, body = await asyncio.wait_for(get(client), 3)
+        assert (status, body) == (200, b"{}")
+        await client.aclose()
+
+
 async def test_https_verifies_the_upstream_certificate(tmp_path: object) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("localhost")

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from wardgate.errors import PayloadTooLarge, UpstreamError, WardgateError
+from wardgate.errors import PayloadTooLarge, UpstreamError, UpstreamTimeout, WardgateError
 from wardgate.upstream.http_client import HttpClient, HttpResponse
 from wardgate.upstream.seam import Event, Reply, single
 from wardgate.wire.jsonrpc import (
@@ -277,8 +277,15 @@ class HttpSession:
     async def listen(self, headers: Mapping[str, str]) -> Reply | None:
         if self.session_id is None:
             return None
-        # The standalone stream may sit idle for as long as the session lives.
-        resp = await self._send("GET", self._headers(headers, "text/event-stream"), None, None)
+        # The standalone stream may sit idle for as long as the session lives; only
+        # its head must come within the request timeout.
+        try:
+            async with asyncio.timeout(self._up.request_timeout):
+                resp = await self._send(
+                    "GET", self._headers(headers, "text/event-stream"), None, None
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream {self._up.name} timed out") from None
         if resp.status == 405:
             resp.release()
             return None

@@ -51,6 +51,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._busy = False
+        #: Whether this connection counts against the pool's cap right now.
+        self.holds_slot = False
         self._begin(None)
 
     def _begin(self, body_limit: int | None) -> None:
@@ -408,10 +410,13 @@ class HttpClient:
             while self._idle:
                 conn = self._idle.pop()
                 if not conn.lost and now - conn.idle_since < _IDLE_SECONDS:
+                    conn.holds_slot = True
                     return conn
                 if conn.transport is not None:
                     conn.transport.abort()
-            return await self._connect(loop, deadline)
+            conn = await self._connect(loop, deadline)
+            conn.holds_slot = True
+            return conn
         except BaseException:
             self._slots.release()
             raise
@@ -444,9 +449,18 @@ class HttpClient:
         if conn.finish() and not self._closed:
             conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
-        self._slots.release()
+        self._free_slot(conn)
+
+    def _free_slot(self, conn: _Connection) -> None:
+        if conn.holds_slot:
+            conn.holds_slot = False
+            self._slots.release()
 
     def _forget(self, conn: _Connection) -> None:
+        # A connection that died (the deadline's abort included) frees its slot even
+        # if its response is never released, so a caller that drops a reply without
+        # closing it cannot leak the pool's capacity past its deadline.
+        self._free_slot(conn)
         self._open.discard(conn)
         with contextlib.suppress(ValueError):
             self._idle.remove(conn)

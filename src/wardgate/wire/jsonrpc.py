@@ -122,15 +122,23 @@ def _valid_error(value: Any) -> bool:
 
 
 def _too_deep(value: Any, max_depth: int) -> bool:
-    # Iterative, so that checking a deep value cannot exhaust the Python stack.
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
+    # Level by level, iteratively: no recursion (a deep value cannot exhaust the
+    # stack) and no per-node tuples; exact ``type`` tests, as orjson builds only
+    # plain dicts and lists.
+    level: list[Any] = [value]
+    depth = 1
+    while level:
         if depth > max_depth:
             return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
+        below: list[Any] = []
+        add = below.append
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    add(child)
+        level = below
+        depth += 1
     return False
 
 

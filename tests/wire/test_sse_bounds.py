@@ -57,6 +57,14 @@ async def test_an_endless_event_stops_the_reading_at_the_bound() -> None:
     assert source.pulled <= 64 * 1024 + 2 * 1007
 
 
+async def test_the_bound_is_in_bytes_not_characters() -> None:
+    # 4-byte characters: 20,000 of them are 80,000 bytes, over a 64 KiB bound.
+    source = Source(("data: " + "\U0001f600" * 1000 + "\n").encode())
+    with pytest.raises(UpstreamError):
+        await _drain(source, 64 * 1024)
+    assert source.pulled <= 64 * 1024 + 2 * 4007
+
+
 async def test_an_endless_line_stops_the_reading_at_the_bound() -> None:
     source = Source(b"data: " + b"z" * 1000)
     with pytest.raises(UpstreamError):

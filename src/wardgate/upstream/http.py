@@ -59,6 +59,7 @@ async def iter_sse(
     """
     decoder = SseDecoder(max_bytes)
     buffer = bytearray()
+    event_bytes = 0
     async for chunk in chunks:
         buffer += chunk
         start = 0
@@ -68,6 +69,11 @@ async def iter_sse(
                 break
             line = bytes(buffer[start:cut]).rstrip(b"\r")
             start = cut + 1
+            # In bytes, every field counted: a character bound alone would let
+            # multi-byte text hold up to four times as much.
+            event_bytes = event_bytes + len(line) if line else 0
+            if event_bytes > max_bytes:
+                raise UpstreamError("upstream SSE event exceeds the size limit")
             try:
                 sse = decoder.feed_line(line.decode("utf-8", "replace"))
             except PayloadTooLarge:

@@ -130,14 +130,18 @@ class SseSession(ChannelSession):
         limit = self._up.max_message_bytes
         decoder = SseDecoder(limit)
         buffer = bytearray()
+        event_bytes = 0
         try:
             async for chunk in resp.chunks():
                 buffer += chunk
                 start = 0
                 while (cut := buffer.find(b"\n", start)) >= 0:
-                    line = bytes(buffer[start:cut]).rstrip(b"\r").decode("utf-8", "replace")
+                    raw = bytes(buffer[start:cut]).rstrip(b"\r")
                     start = cut + 1
-                    event = decoder.feed_line(line)
+                    event_bytes = event_bytes + len(raw) if raw else 0
+                    if event_bytes > limit:
+                        raise PayloadTooLarge("SSE event exceeds the size limit")
+                    event = decoder.feed_line(raw.decode("utf-8", "replace"))
                     if event is None:
                         continue
                     if event.event == "endpoint":

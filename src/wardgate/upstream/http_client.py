@@ -51,6 +51,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._busy = False
+        self._max_headers = client.max_headers
+        self._max_head_bytes = client.max_head_bytes
         #: Whether this connection counts against the pool's cap right now.
         self.holds_slot = False
         self._begin(None)
@@ -58,6 +60,7 @@ class _Connection(asyncio.Protocol):
     def _begin(self, body_limit: int | None) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
+        self._raw_headers: list[tuple[bytes, bytes]] = []
         self.keep_alive = False
         self.complete = False
         self.error: UpstreamError | None = None
@@ -65,7 +68,6 @@ class _Connection(asyncio.Protocol):
         self._body_limit = body_limit
         self._body_bytes = 0
         self._head_bytes = 0
-        self._header_count = 0
         self._partial_bytes = 0
         self._head_done = False
         self._framed = False
@@ -123,29 +125,34 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
+        # Kept raw here, decoded once per response: this runs for every header line.
+        raw = self._raw_headers
+        raw.append((name, value))
         self._head_bytes += len(name) + len(value) + 4
-        if self._header_count > self._client.max_headers:
+        if len(raw) > self._max_headers:
             self._fail(UpstreamError("upstream sent too many headers"))
-            return
-        if self._head_bytes > self._client.max_head_bytes:
+        elif self._head_bytes > self._max_head_bytes:
             self._fail(UpstreamError("upstream response head exceeds the size limit"))
-            return
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        if key == "content-length" or (key == "transfer-encoding" and "chunked" in text.lower()):
-            self._framed = True
-        old = self.headers.get(key)
-        self.headers[key] = text if old is None else f"{old}, {text}"
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
+        raw = self._raw_headers
+        self._raw_headers = []
         if 100 <= self.status < 200:
             # An interim response (we never send Expect, but tolerate one): its
             # headers are dropped and the final response follows on the same parser.
-            self.headers = {}
-            self._framed = False
             return
+        headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in raw}
+        if len(headers) != len(raw):  # a repeated name: its values are joined
+            headers = {}
+            for n, v in raw:
+                key, text = n.decode("latin-1").lower(), v.decode("latin-1")
+                old = headers.get(key)
+                headers[key] = text if old is None else f"{old}, {text}"
+        self.headers = headers
+        self._framed = "content-length" in headers or (
+            "chunked" in headers.get("transfer-encoding", "").lower()
+        )
         self._head_done = True
 
     def on_body(self, body: bytes) -> None:

@@ -13,6 +13,7 @@ the behaviour by tool name:
 * ``deep_json`` / ``deep_sse``: a result nested ``arguments.depth`` levels deep, as a
   JSON body or in an SSE event.
 
+A request to ``/noread`` has its head read and nothing more: the upstream stops reading.
 ``GET /stats`` answers how many bytes the endless streams managed to send.
 Run: ``python hostile_http_server.py PORT``.
 """
@@ -113,6 +114,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 key, _, value = line.partition(":")
                 if key.strip().lower() == "content-length":
                     length = int(value)
+            if path == "/noread":
+                await asyncio.Event().wait()  # takes the head, never reads the body
             body = await reader.readexactly(length)
             if method == "GET" and path == "/stats":
                 await _json(writer, json.dumps(STATS).encode())

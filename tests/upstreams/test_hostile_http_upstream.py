@@ -40,8 +40,17 @@ async def gateway(hostile_url: str) -> AsyncIterator[str]:
                 "request_timeout_seconds": DEADLINE,
             },
             "long": {"transport": "http", "url": hostile_url + "/mcp"},
+            "deaf": {
+                "transport": "http",
+                "url": hostile_url + "/noread",
+                "request_timeout_seconds": DEADLINE,
+            },
         },
-        "routes": {"short": {"upstreams": ["short"]}, "long": {"upstreams": ["long"]}},
+        "routes": {
+            "short": {"upstreams": ["short"]},
+            "long": {"upstreams": ["long"]},
+            "deaf": {"upstreams": ["deaf"]},
+        },
     }
     async with run_gateway(config) as (url, _):
         yield url
@@ -80,6 +89,19 @@ async def test_an_upstream_that_stalls_is_cut_at_the_call_deadline(
     assert body["id"] == 1
     assert "decisionId" in body["error"]["data"]
     assert DEADLINE * 0.9 <= took < DEADLINE + 3
+
+
+async def test_an_upstream_that_stops_reading_is_cut_at_the_call_deadline(gateway: str) -> None:
+    # 3 MiB of arguments: more than the socket buffers take, so the gateway's write
+    # stays pending on a peer that reads nothing.
+    big = {"blob": "x" * (3 * 2**20)}
+    started = time.monotonic()
+    deaf = asyncio.create_task(call(gateway, "deaf", "ok", big))
+    status, _, body = await asyncio.wait_for(call(gateway, "short", "ok"), 10)
+    assert status == 200 and body["result"]["content"][0]["text"] == "fine"
+    status, _, body = await asyncio.wait_for(deaf, 10)
+    assert status == 504 and body["error"]["code"] == -32001
+    assert time.monotonic() - started < DEADLINE + 3
 
 
 async def test_an_endless_event_is_cut_at_the_size_limit(gateway: str, hostile_url: str) -> None:

@@ -1,7 +1,10 @@
 """A federated route: several upstreams behind one MCP endpoint.
 
-Tools and prompts carry a per-upstream prefix, resources are routed to the member that
-lists them, lists paginate across members with composite cursors, and server-to-client
+Tools and prompts carry a per-upstream prefix; resources are routed to the one member
+that lists them or whose template matches them (conflicts route nowhere, misses are
+bounded: :mod:`wardgate.routing.resource_owners`); a list's first page is every member's
+first page, fetched at once, and its cursor carries each member's remaining cursor;
+server-to-client
 request ids and SSE event ids are tagged with their member so answers and resumptions
 find their way back (the pure parts live in :mod:`wardgate.routing.federation`).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wardgate.core.call import Call
@@ -35,6 +39,7 @@ from wardgate.routing.federation import (
     untag_event_id,
     untag_request_id,
 )
+from wardgate.routing.resource_owners import ResourceOwners
 from wardgate.routing.route import Member, Route, _final, _result
 from wardgate.routing.sessions import GatewaySession, SessionStore
 from wardgate.upstream.seam import Event, Reply, UpstreamSession, single
@@ -50,6 +55,17 @@ from wardgate.wire.mcp import (
 )
 
 __all__ = ["FederatedRoute"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """One member's page of a list, names already exposed."""
+
+    items: list[Any]
+    next: str | None
+    ttl_ms: int | None
+    scope: str
+
 
 log = logging.getLogger("wardgate.routing.federated")
 
@@ -73,11 +89,13 @@ class FederatedRoute(Route):
         sessions: SessionStore,
         *,
         separator: str = "__",
+        resources: ResourceOwners | None = None,
     ) -> None:
         super().__init__(name, members, pipeline, sessions, separator=separator)
         self._prefixes = [m.prefix for m in members]
-        #: Resource URI -> upstream index, learnt from list results.
-        self._resource_owner: dict[str, int] = {}
+        #: Which member serves which resource URI, learnt from list results.
+        self.resources = resources or ResourceOwners([m.prefix or m.upstream.name for m in members])
+        self._learn_lock = asyncio.Lock()
         #: Members whose ``server/discover`` failed (None: not asked yet).
         self._legacy_members: frozenset[int] | None = None
 
@@ -217,16 +235,6 @@ class FederatedRoute(Route):
                     return {**message.raw, "params": new_params}
         return message.raw
 
-    def _known_owner(self, uri: str) -> int | None:
-        owners = self._resource_owner
-        if uri in owners:
-            return owners[uri]
-        for known, index in owners.items():
-            # Templates are recorded by their literal prefix (the part before "{").
-            if known.endswith("{") and uri.startswith(known[:-1]):
-                return index
-        return None
-
     async def _owner_of(
         self,
         uri: Any,
@@ -234,49 +242,135 @@ class FederatedRoute(Route):
         session: GatewaySession | None,
         headers: Mapping[str, str],
     ) -> int:
-        """The upstream serving ``uri``: learnt from list results, listing on a miss.
+        """The member serving ``uri``: learnt from list results, listing on a miss.
+
+        A miss re-lists the members at most once per learn interval (concurrent misses
+        share one listing) and is remembered for a while, so random URIs cannot make
+        the route list every member for each one.
 
         Raises:
             InvalidParams: the URI is not a string.
-            UnknownTarget: no upstream lists the resource or a template matching it.
+            UnknownTarget: no member serves the URI, or several claim it (a conflict,
+                logged with the members' names; answered as an unknown resource).
         """
         if not isinstance(uri, str):
             raise InvalidParams("uri must be a string")
-        index = self._known_owner(uri)
-        if index is None:
-            await self._learn_resources(message, session, headers)
-            index = self._known_owner(uri)
-        if index is None:
+        owners = self.resources
+        found = owners.lookup(uri)
+        if not found.members and not owners.recently_missed(uri):
+            seen = owners.learn_generation
+            async with self._learn_lock:
+                if owners.learn_generation == seen and owners.may_learn():
+                    owners.learning()
+                    await self._learn_resources(message, session, headers)
+            found = owners.lookup(uri)
+            if not found.members:
+                owners.missed(uri)
+        if found.conflict:
+            raise UnknownTarget("resource claimed by several members", data={"uri": uri})
+        if found.owner is None:
             raise UnknownTarget("unknown resource", data={"uri": uri})
-        return index
+        return found.owner
 
     async def _learn_resources(
         self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
     ) -> None:
-        """List every upstream's resources and templates (bounded) to learn their owners."""
+        """List every member's resources and templates (bounded) to learn their owners.
+
+        A member whose listing completes replaces what was known of it (so a conflict
+        ends when one side stops listing the URI); a failed listing changes nothing.
+        """
         meta = message.params.get("_meta")
-        for method in ("resources/list", "resources/templates/list"):
+        base: JsonObject = {} if meta is None else {"_meta": meta}
+        indices = sorted(session.upstreams) if session is not None else range(len(self.members))
+
+        async def everything(index: int, method: str) -> list[Any] | None:
             hdrs = {
                 k: v for k, v in headers.items() if k != H_NAME and not k.startswith(H_PARAM_PREFIX)
             }
             if H_METHOD in hdrs:
                 hdrs[H_METHOD] = method
-            params: JsonObject = {} if meta is None else {"_meta": meta}
+            items: list[Any] = []
             cursor: str | None = None
             for _ in range(_LEARN_PAGES):
-                if cursor is not None:
-                    params = {**params, "cursor": cursor}
+                params = base if cursor is None else {**base, "cursor": cursor}
                 raw: JsonObject = {
                     "jsonrpc": "2.0",
                     "id": f"wardgate-learn-{method}",
                     "method": method,
                     "params": params,
                 }
-                result = await self._list(None, Message(raw, "request"), session, hdrs)
-                next_cursor = result.get("nextCursor")
-                if not isinstance(next_cursor, str):
+                page = await self._page(None, raw, session, hdrs, index, record=False)
+                if page is None:
+                    return None
+                items.extend(page.items)
+                cursor = page.next
+                if cursor is None:
                     break
-                cursor = next_cursor
+            return items
+
+        async def one(index: int) -> None:
+            resources, templates = await asyncio.gather(
+                everything(index, "resources/list"), everything(index, "resources/templates/list")
+            )
+            if resources is None or templates is None:
+                return
+            self.resources.replace(
+                index,
+                (
+                    r["uri"]
+                    for r in resources
+                    if isinstance(r, dict) and isinstance(r.get("uri"), str)
+                ),
+                (
+                    t["uriTemplate"]
+                    for t in templates
+                    if isinstance(t, dict) and isinstance(t.get("uriTemplate"), str)
+                ),
+            )
+
+        await asyncio.gather(*(one(i) for i in indices))
+
+    async def _page(
+        self,
+        call: Call | None,
+        raw: JsonObject,
+        session: GatewaySession | None,
+        headers: Mapping[str, str],
+        index: int,
+        *,
+        record: bool = True,
+    ) -> _Page | None:
+        """One page of a list from one member (``None``: it failed, logged)."""
+        method = str(raw.get("method"))
+        key = LIST_KEYS[method]
+        try:
+            final = await _final(
+                await self._session(call, session, index).request(
+                    raw, self._headers(headers, session, index)
+                )
+            )
+        except WardgateError as exc:
+            log.warning("listing %s on %s failed: %s", key, self.members[index].prefix, exc.detail)
+            return None
+        result = _result(final)
+        if result is None:
+            log.warning("listing %s on %s was refused", key, self.members[index].prefix)
+            return None
+        found = result.get(key)
+        items = (
+            [self._expose(index, key, item, record) for item in found]
+            if isinstance(found, list)
+            else []
+        )
+        up_next = result.get("nextCursor")
+        ttl = result.get("ttlMs")
+        return _Page(
+            items,
+            up_next if isinstance(up_next, str) else None,
+            ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else None,
+            str(result.get("cacheScope", "private")),
+        )
 
     async def _list(
         self,
@@ -285,65 +379,64 @@ class FederatedRoute(Route):
         session: GatewaySession | None,
         headers: Mapping[str, str],
     ) -> JsonObject:
+        """A merged list page: every member's first page at once, then each one's next.
+
+        A client that never follows ``nextCursor`` still sees every member's first page;
+        the cursor carries each member's remaining cursor.
+
+        Raises:
+            InvalidParams: the client's cursor was not made by this route.
+        """
         method = message.method or ""
         key = LIST_KEYS[method]
         modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
-        legacy_only = await self._legacy_only(call, message, headers) if modern else frozenset()
         params = dict(message.params)
         cursor = params.pop("cursor", None)
-        index, up_cursor = (0, None) if cursor is None else decode_cursor(cursor, len(self.members))
+        wanted: dict[int, str | None]
+        if cursor is None:
+            wanted = dict.fromkeys(range(len(self.members)))
+        else:
+            wanted = dict(decode_cursor(cursor, len(self.members)))
+        legacy_only = await self._legacy_only(call, message, headers) if modern else frozenset()
+        wanted = {
+            i: c
+            for i, c in wanted.items()
+            if (session is None or i in session.upstreams) and i not in legacy_only
+        }
+
+        def page_raw(up_cursor: str | None) -> JsonObject:
+            page_params = dict(params)
+            if up_cursor is not None:
+                page_params["cursor"] = up_cursor
+            return {**message.raw, "params": page_params}
+
+        pages = await asyncio.gather(
+            *(self._page(call, page_raw(c), session, headers, i) for i, c in wanted.items())
+        )
+        items: list[Any] = []
+        remaining: dict[int, str] = {}
         ttls: list[int] = []
         scopes: set[str] = set()
-        while True:
-            if (session is not None and index not in session.upstreams) or index in legacy_only:
-                items: list[Any] = []
-                up_next = None
-            else:
-                page_params = dict(params)
-                if up_cursor is not None:
-                    page_params["cursor"] = up_cursor
-                raw = {**message.raw, "params": page_params}
-                try:
-                    final = await _final(
-                        await self._session(call, session, index).request(
-                            raw, self._headers(headers, session, index)
-                        )
-                    )
-                except WardgateError as exc:
-                    log.warning(
-                        "listing %s on %s failed: %s", key, self.members[index].prefix, exc.detail
-                    )
-                    final = {}
-                result = _result(final) or {}
-                found = result.get(key)
-                items = (
-                    [self._expose(index, key, item) for item in found]
-                    if isinstance(found, list)
-                    else []
-                )
-                up_next = (
-                    result.get("nextCursor") if isinstance(result.get("nextCursor"), str) else None
-                )
-                if isinstance(result.get("ttlMs"), int):
-                    ttls.append(result["ttlMs"])
-                scopes.add(str(result.get("cacheScope", "private")))
-            out: JsonObject = {key: items}
-            if modern:
-                # 2026 list results carry caching fields: the strictest of the pages merged.
-                out["resultType"] = "complete"
-                out["ttlMs"] = min(ttls, default=0)
-                out["cacheScope"] = "public" if scopes == {"public"} else "private"
-            if up_next is not None:
-                out["nextCursor"] = encode_cursor(index, up_next)
-                return out
-            if index + 1 < len(self.members):
-                index, up_cursor = index + 1, None
-                if not items:
-                    continue
-                out["nextCursor"] = encode_cursor(index, None)
-            return out
+        for index, page in zip(wanted, pages, strict=True):
+            if page is None:
+                continue
+            items.extend(page.items)
+            if page.next is not None:
+                remaining[index] = page.next
+            if page.ttl_ms is not None:
+                ttls.append(page.ttl_ms)
+            scopes.add(page.scope)
+        out: JsonObject = {key: items}
+        if modern:
+            # 2026 list results carry caching fields: the strictest of the pages merged.
+            out["resultType"] = "complete"
+            out["ttlMs"] = min(ttls, default=0)
+            out["cacheScope"] = "public" if scopes == {"public"} else "private"
+        if remaining:
+            out["nextCursor"] = encode_cursor(remaining)
+        return out
 
-    def _expose(self, index: int, key: str, item: Any) -> Any:
+    def _expose(self, index: int, key: str, item: Any, record: bool = True) -> Any:
         if not isinstance(item, dict):
             return item
         if key in ("tools", "prompts") and isinstance(item.get("name"), str):
@@ -351,11 +444,10 @@ class FederatedRoute(Route):
                 **item,
                 "name": expose_name(self._prefixes[index], self.separator, item["name"]),
             }
-        for field in ("uri", "uriTemplate"):
-            value = item.get(field)
-            if isinstance(value, str):
-                recorded = value.split("{", 1)[0] + "{" if field == "uriTemplate" else value
-                self._resource_owner[recorded] = index
+        if record and key == "resources" and isinstance(item.get("uri"), str):
+            self.resources.add(index, uris=(item["uri"],))
+        if record and key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
+            self.resources.add(index, templates=(item["uriTemplate"],))
         return item
 
     async def _legacy_only(

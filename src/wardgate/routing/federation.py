@@ -1,8 +1,8 @@
 """Pure helpers for federated routes: names, cursors, ids and merged results.
 
 A federated route exposes several upstreams behind one endpoint. Tool and prompt
-names get a per-upstream prefix (``time__get_current_time``); list pagination uses a
-composite cursor that names the upstream and carries its own cursor; ids of
+names get a per-upstream prefix (``time__get_current_time``); a list's first page is
+every member's first page, and its cursor carries each member's remaining cursor; ids of
 server-to-client requests and SSE event ids are tagged with the upstream's index so
 that answers and resumptions find their way back.
 """
@@ -68,31 +68,45 @@ def expose_name(prefix: str, separator: str, name: str) -> str:
     return f"{prefix}{separator}{name}" if prefix else name
 
 
-def encode_cursor(index: int, cursor: str | None) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([index, cursor])).decode().rstrip("=")
+#: Longest composite cursor accepted from a client (it carries members' own cursors).
+MAX_CURSOR_CHARS = 16_384
 
 
-def decode_cursor(value: Any, upstreams: int) -> tuple[int, str | None]:
-    """Undo :func:`encode_cursor`.
+def encode_cursor(remaining: Mapping[int, str]) -> str:
+    """A list cursor naming, for each member with more pages, that member's own cursor."""
+    pairs = [[index, cursor] for index, cursor in sorted(remaining.items())]
+    return base64.urlsafe_b64encode(orjson.dumps(pairs)).decode().rstrip("=")
+
+
+def decode_cursor(value: Any, upstreams: int) -> dict[int, str]:
+    """Undo :func:`encode_cursor`: member index -> that member's cursor.
 
     Raises:
         InvalidParams: the cursor was not made by this route.
     """
     if not isinstance(value, str):
         raise InvalidParams("cursor must be a string")
+    if len(value) > MAX_CURSOR_CHARS:
+        raise InvalidParams("unknown cursor")
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise InvalidParams("unknown cursor") from None
-    if (
-        not isinstance(raw, list)
-        or len(raw) != 2
-        or not isinstance(raw[0], int)
-        or not 0 <= raw[0] < upstreams
-        or not (raw[1] is None or isinstance(raw[1], str))
-    ):
+    if not isinstance(raw, list) or not raw:
         raise InvalidParams("unknown cursor")
-    return raw[0], raw[1]
+    out: dict[int, str] = {}
+    for pair in raw:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or type(pair[0]) is not int
+            or not 0 <= pair[0] < upstreams
+            or pair[0] in out
+            or not isinstance(pair[1], str)
+        ):
+            raise InvalidParams("unknown cursor")
+        out[pair[0]] = pair[1]
+    return out
 
 
 def tag_request_id(index: int, request_id: RequestId) -> str:

@@ -1,0 +1,171 @@
+"""A configurable MCP server (official Python SDK, low-level ``Server``) for federation tests.
+
+Run over stdio::
+
+    python member_server.py --name a --tools 12 --page-size 5 \\
+        --resources a://one,shared://x --templates 'users://{id}/profile' --tasks
+
+* ``--tools N`` tools named ``t0`` … ``t{N-1}``; ``tools/list`` pages ``--page-size`` at a
+  time (cursor: the offset), so a client that does not paginate sees only the first page.
+* ``--resources`` / ``--templates``: what ``resources/list`` and ``resources/templates/list``
+  return; reading a URI answers ``"{name}:{uri}"`` (any URI: routing is the gateway's job).
+* ``--tasks``: the tasks extension: ``tools/call`` of ``slow`` answers a task (a
+  ``CreateTaskResult`` with ``task.taskId``) and ``tasks/get``, ``tasks/result``,
+  ``tasks/cancel`` and ``tasks/list`` serve the tasks it made (2025-11-25 shapes). Unknown
+  task ids are -32602.
+* Every list call is counted; ``tools/call`` of ``count`` answers the counts as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections import Counter
+from typing import Any
+
+import anyio
+import mcp.types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+
+Ctx = ServerRequestContext[Any]
+
+
+def build(args: argparse.Namespace) -> Server[Any]:
+    name: str = args.name
+    tools = [
+        types.Tool(name=f"t{i}", description=f"tool {i} of {name}", input_schema={"type": "object"})
+        for i in range(args.tools)
+    ] + [types.Tool(name="count", input_schema={"type": "object"})]
+    if args.tasks:
+        tools.append(types.Tool(name="slow", input_schema={"type": "object"}))
+    resources = [types.Resource(uri=u, name=u) for u in args.resources.split(",") if u]
+    templates = [
+        types.ResourceTemplate(uri_template=t, name=t) for t in args.templates.split(",") if t
+    ]
+    counts: Counter[str] = Counter()
+    tasks: dict[str, dict[str, Any]] = {}
+    ids = itertools.count(1)
+
+    def page(
+        items: list[Any], params: types.PaginatedRequestParams | None
+    ) -> tuple[list[Any], str | None]:
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        end = start + args.page_size
+        return items[start:end], (str(end) if end < len(items) else None)
+
+    async def list_tools(
+        ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        counts["tools/list"] += 1
+        found, nxt = page(tools, params)
+        return types.ListToolsResult(tools=found, next_cursor=nxt)
+
+    async def list_resources(
+        ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        counts["resources/list"] += 1
+        found, nxt = page(resources, params)
+        return types.ListResourcesResult(resources=found, next_cursor=nxt)
+
+    async def list_templates(
+        ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        counts["resources/templates/list"] += 1
+        found, nxt = page(templates, params)
+        return types.ListResourceTemplatesResult(resource_templates=found, next_cursor=nxt)
+
+    async def read(ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, text=f"{name}:{uri}")]
+        )
+
+    def text(value: str) -> dict[str, Any]:
+        return {"content": [{"type": "text", "text": value}], "isError": False}
+
+    async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
+        if params.name == "count":
+            return text(json.dumps(dict(counts)))
+        if params.name == "slow" and args.tasks:
+            task_id = f"{name}-task-{next(ids)}"
+            task = {
+                "taskId": task_id,
+                "status": "working",
+                "ttl": 60_000,
+                "createdAt": "2026-01-01T00:00:00Z",
+                "lastUpdatedAt": "2026-01-01T00:00:00Z",
+            }
+            tasks[task_id] = task
+            return {"task": task}
+        if any(t.name == params.name for t in tools):
+            return text(f"{name}:{params.name}")
+        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+
+    def task_of(params: TaskParams) -> dict[str, Any]:
+        task_id = params.task_id
+        if task_id not in tasks:
+            raise MCPError(types.INVALID_PARAMS, "Failed to retrieve task: Task not found")
+        return tasks[task_id]
+
+    async def tasks_get(ctx: Ctx, params: TaskParams) -> dict[str, Any]:
+        return dict(task_of(params))
+
+    async def tasks_result(ctx: Ctx, params: TaskParams) -> dict[str, Any]:
+        task = task_of(params)
+        return text(f"{name}:result:{task['taskId']}")
+
+    async def tasks_cancel(ctx: Ctx, params: TaskParams) -> dict[str, Any]:
+        task = task_of(params)
+        task["status"] = "cancelled"
+        return dict(task)
+
+    async def tasks_list(ctx: Ctx, params: types.PaginatedRequestParams) -> dict[str, Any]:
+        return {"tasks": list(tasks.values())}
+
+    server: Server[Any] = Server(
+        name,
+        version="0.1.0",
+        on_list_tools=list_tools,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read,
+    )
+    server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)
+    if args.tasks:
+        server.add_request_handler("tasks/get", TaskParams, tasks_get)
+        server.add_request_handler("tasks/result", TaskParams, tasks_result)
+        server.add_request_handler("tasks/cancel", TaskParams, tasks_cancel)
+        server.add_request_handler("tasks/list", types.PaginatedRequestParams, tasks_list)
+    return server
+
+
+class TaskParams(types.RequestParams):
+    """``{"taskId": …}`` (the SDK's models take camelCase aliases)."""
+
+    task_id: str
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from mcp.server.stdio import stdio_server
+
+    server = build(args)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--tools", type=int, default=0)
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--resources", default="")
+    parser.add_argument("--templates", default="")
+    parser.add_argument("--tasks", action="store_true")
+    anyio.run(_serve, parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

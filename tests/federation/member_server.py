@@ -1,6 +1,6 @@
 """A configurable MCP server (official Python SDK, low-level ``Server``) for federation tests.
 
-Run over stdio::
+Run over stdio (or Streamable HTTP with ``--port``: one process, shared by every session)::
 
     python member_server.py --name a --tools 12 --page-size 5 \\
         --resources a://one,shared://x --templates 'users://{id}/profile' --tasks
@@ -22,11 +22,12 @@ import argparse
 import itertools
 import json
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import mcp.types as types
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
@@ -83,13 +84,24 @@ def build(args: argparse.Namespace) -> Server[Any]:
             contents=[types.TextResourceContents(uri=uri, text=f"{name}:{uri}")]
         )
 
-    def text(value: str) -> dict[str, Any]:
-        return {"content": [{"type": "text", "text": value}], "isError": False}
-
-    async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
+    async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         if params.name == "count":
-            return text(json.dumps(dict(counts)))
-        if params.name == "slow" and args.tasks:
+            value = json.dumps(dict(counts))
+        elif any(t.name == params.name for t in tools):
+            value = f"{name}:{params.name}"
+        else:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        return types.CallToolResult(content=[types.TextContent(type="text", text=value)])
+
+    def task_of(params: Mapping[str, Any]) -> dict[str, Any]:
+        task_id = params.get("taskId")
+        if not isinstance(task_id, str) or task_id not in tasks:
+            raise MCPError(types.INVALID_PARAMS, "Failed to retrieve task: Task not found")
+        return tasks[task_id]
+
+    def tasks_extension(method: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The task methods, answered whole (the SDK has no server side for them)."""
+        if method == "tools/call" and params.get("name") == "slow":
             task_id = f"{name}-task-{next(ids)}"
             task = {
                 "taskId": task_id,
@@ -100,52 +112,37 @@ def build(args: argparse.Namespace) -> Server[Any]:
             }
             tasks[task_id] = task
             return {"task": task}
-        if any(t.name == params.name for t in tools):
-            return text(f"{name}:{params.name}")
-        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        if method == "tasks/get":
+            return dict(task_of(params))
+        if method == "tasks/result":
+            task_id = task_of(params)["taskId"]
+            return {"content": [{"type": "text", "text": f"{name}:result:{task_id}"}]}
+        if method == "tasks/cancel":
+            task = task_of(params)
+            task["status"] = "cancelled"
+            return dict(task)
+        if method == "tasks/list":
+            return {"tasks": list(tasks.values())}
+        return None
 
-    def task_of(params: TaskParams) -> dict[str, Any]:
-        task_id = params.task_id
-        if task_id not in tasks:
-            raise MCPError(types.INVALID_PARAMS, "Failed to retrieve task: Task not found")
-        return tasks[task_id]
-
-    async def tasks_get(ctx: Ctx, params: TaskParams) -> dict[str, Any]:
-        return dict(task_of(params))
-
-    async def tasks_result(ctx: Ctx, params: TaskParams) -> dict[str, Any]:
-        task = task_of(params)
-        return text(f"{name}:result:{task['taskId']}")
-
-    async def tasks_cancel(ctx: Ctx, params: TaskParams) -> dict[str, Any]:
-        task = task_of(params)
-        task["status"] = "cancelled"
-        return dict(task)
-
-    async def tasks_list(ctx: Ctx, params: types.PaginatedRequestParams) -> dict[str, Any]:
-        return {"tasks": list(tasks.values())}
+    class Tasks:
+        async def __call__(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
+            params = ctx.params if isinstance(ctx.params, Mapping) else {}
+            answer = tasks_extension(ctx.method, params) if ctx.request_id is not None else None
+            return answer if answer is not None else await call_next(ctx)
 
     server: Server[Any] = Server(
         name,
         version="0.1.0",
         on_list_tools=list_tools,
+        on_call_tool=call_tool,
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read,
     )
-    server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)
     if args.tasks:
-        server.add_request_handler("tasks/get", TaskParams, tasks_get)
-        server.add_request_handler("tasks/result", TaskParams, tasks_result)
-        server.add_request_handler("tasks/cancel", TaskParams, tasks_cancel)
-        server.add_request_handler("tasks/list", types.PaginatedRequestParams, tasks_list)
+        server.middleware.append(Tasks())
     return server
-
-
-class TaskParams(types.RequestParams):
-    """``{"taskId": …}`` (the SDK's models take camelCase aliases)."""
-
-    task_id: str
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -156,6 +153,13 @@ async def _serve(args: argparse.Namespace) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
+def _serve_http(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    app = build(args).streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
@@ -164,7 +168,12 @@ def main() -> None:
     parser.add_argument("--resources", default="")
     parser.add_argument("--templates", default="")
     parser.add_argument("--tasks", action="store_true")
-    anyio.run(_serve, parser.parse_args())
+    parser.add_argument("--port", type=int, help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
+    args = parser.parse_args()
+    if args.port is not None:
+        _serve_http(args)
+    else:
+        anyio.run(_serve, args)
 
 
 if __name__ == "__main__":

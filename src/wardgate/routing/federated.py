@@ -42,6 +42,7 @@ from wardgate.routing.federation import (
 from wardgate.routing.resource_owners import ResourceOwners
 from wardgate.routing.route import Member, Route, _final, _result
 from wardgate.routing.sessions import GatewaySession, SessionStore
+from wardgate.routing.tasks import TASK_LIST, TaskBinding
 from wardgate.upstream.seam import Event, Reply, UpstreamSession, single
 from wardgate.wire.jsonrpc import JsonObject, Message
 from wardgate.wire.mcp import (
@@ -90,12 +91,15 @@ class FederatedRoute(Route):
         *,
         separator: str = "__",
         resources: ResourceOwners | None = None,
+        tasks: TaskBinding | None = None,
     ) -> None:
         super().__init__(name, members, pipeline, sessions, separator=separator)
         self._prefixes = [m.prefix for m in members]
         #: Which member serves which resource URI, learnt from list results.
         self.resources = resources or ResourceOwners([m.prefix or m.upstream.name for m in members])
         self._learn_lock = asyncio.Lock()
+        #: Tasks bound to the caller and member that created them.
+        self.tasks = tasks if tasks is not None else TaskBinding()
         #: Members whose ``server/discover`` failed (None: not asked yet).
         self._legacy_members: frozenset[int] | None = None
 
@@ -173,6 +177,11 @@ class FederatedRoute(Route):
             if found is None:
                 raise UnknownTarget(f"unknown {_RENAMED[method][:-1]}: {params.get('name')!r}")
             return found
+        owner = self.tasks.member_of(message, headers)
+        if owner is not None:
+            # Which member made the task; whether the caller may reach it is checked
+            # before forwarding (same answer as an unknown task).
+            return owner, params.get("taskId")
         if method in _BY_URI:
             uri = params.get("uri")
             return await self._owner_of(uri, message, session, headers), uri
@@ -201,6 +210,8 @@ class FederatedRoute(Route):
             return self._guarded(call, single(response))
         if method == "ping":
             return self._guarded(call, single({"jsonrpc": "2.0", "id": message.id, "result": {}}))
+        if method == TASK_LIST:
+            return self._guarded(call, single(await self._list_tasks(call, session, headers)))
         if method in ("logging/setLevel", "server/discover"):
             return self._guarded(call, single(await self._fan_out(call, message, session, headers)))
         index = call.state.get("route.member")
@@ -208,6 +219,7 @@ class FederatedRoute(Route):
             raise MethodNotFound(f"{method} cannot be routed on a federated route")
         if modern and index in await self._legacy_only(call, message, headers):
             raise InvalidParams("that upstream does not serve this protocol version")
+        self.tasks.check(call, index)
         raw = self._unprefixed(message)
         out_headers = self._headers(headers, session, index)
         name = raw.get("params", {}).get("name")
@@ -215,6 +227,7 @@ class FederatedRoute(Route):
             out_headers[H_NAME] = encode_header_value(name)
         raw = self._outbound(call, raw, out_headers, index)
         reply = await self._session(call, session, index).request(raw, out_headers)
+        reply = self.tasks.watch(call, reply, index)
         reject = self._rejecter(call, session, headers, index)
         return self._guarded(call, reply, reject, self._retagger(index))
 
@@ -449,6 +462,41 @@ class FederatedRoute(Route):
         if record and key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
             self.resources.add(index, templates=(item["uriTemplate"],))
         return item
+
+    async def _list_tasks(
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
+    ) -> JsonObject:
+        """``tasks/list`` from every member, each showing only the caller's tasks.
+
+        Raises:
+            MethodNotFound: no member serves ``tasks/list``.
+        """
+        message = call.request
+        indices = sorted(session.upstreams) if session is not None else range(len(self.members))
+        owner = call.ctx.principal.binding_key
+        params = {k: v for k, v in message.params.items() if k != "cursor"}
+        raw = {**message.raw, "params": params}
+
+        async def one(index: int) -> JsonObject:
+            return await _final(
+                await self._session(call, session, index).request(
+                    raw, self._headers(headers, session, index)
+                )
+            )
+
+        finals = await asyncio.gather(*(one(i) for i in indices), return_exceptions=True)
+        tasks: list[Any] = []
+        answered = False
+        for index, final in zip(indices, finals, strict=True):
+            if not isinstance(final, dict) or _result(final) is None:
+                continue
+            answered = True
+            mine = _result(self.tasks.filter_list(final, owner, index)) or {}
+            tasks.extend(mine.get("tasks") or ())
+        if not answered:
+            raise MethodNotFound("no member of this route serves tasks/list")
+        # Members' cursors are not followed: the caller's own tasks are few (capped).
+        return {"jsonrpc": "2.0", "id": message.id, "result": {"tasks": tasks}}
 
     async def _legacy_only(
         self, call: Call | None, message: Message, headers: Mapping[str, str]

@@ -145,7 +145,11 @@ def untag_event_id(value: str | None) -> tuple[int, str] | None:
 
 
 #: Capabilities a federated route knows how to route; others are not advertised.
-ROUTABLE_CAPABILITIES = frozenset({"tools", "prompts", "resources", "logging", "completions"})
+ROUTABLE_CAPABILITIES = frozenset(
+    {"tools", "prompts", "resources", "logging", "completions", "tasks", "extensions"}
+)
+#: Extensions (``capabilities.extensions``) a federated route routes: tasks only.
+ROUTABLE_EXTENSIONS = frozenset({"io.modelcontextprotocol/tasks"})
 
 
 def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
@@ -158,6 +162,8 @@ def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
         for key, value in caps.items():
             if key not in ROUTABLE_CAPABILITIES:
                 continue
+            if key == "extensions" and isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k in ROUTABLE_EXTENSIONS}
             if not isinstance(value, dict):
                 merged.setdefault(key, value)
                 continue

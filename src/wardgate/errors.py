@@ -78,7 +78,7 @@ class ConfigError(WardgateError):
 class ProtocolError(WardgateError):
     """The client sent something that is not valid MCP / JSON-RPC."""
 
-    code = "wardgate.wire.mcp"
+    code = "wardgate.protocol"
     jsonrpc_code = -32600
     http_status = 400
     public_message = "Invalid request"

@@ -28,14 +28,24 @@ class LocalGateway:
 
 @asynccontextmanager
 async def local_gateway(
-    upstreams: dict[str, Any], routes: dict[str, Any], **auth: Any
+    upstreams: dict[str, Any],
+    routes: dict[str, Any],
+    *,
+    issuer_options: dict[str, Any] | None = None,
+    **auth: Any,
 ) -> AsyncIterator[LocalGateway]:
     issuer = LocalIssuer.create("https://idp-local.example", "local")
     async with jwks_server({"/jwks": issuer.jwks}) as jwks:
         config = {
             "auth": {
                 "resource": RESOURCE,
-                "issuers": [{"issuer": issuer.name, "jwks_uri": f"{jwks.base}/jwks"}],
+                "issuers": [
+                    {
+                        "issuer": issuer.name,
+                        "jwks_uri": f"{jwks.base}/jwks",
+                        **(issuer_options or {}),
+                    }
+                ],
                 "allow_loopback_jwks": True,
                 "failure_floor_ms": 10,
                 **auth,

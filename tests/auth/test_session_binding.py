@@ -96,6 +96,32 @@ async def test_another_subject_on_a_session_looks_like_an_unknown_session(
         assert (await _list(s, gw, sid, sub="alice")).status == 200
 
 
+async def test_the_same_subject_of_another_tenant_is_another_principal(
+    demo_http_upstream: str,
+) -> None:
+    upstreams = {"demo": {"transport": "http", "url": demo_http_upstream}}
+    tenants = {"tenant_claim": "tenant", "allowed_tenants": ["acme", "globex"]}
+    async with (
+        local_gateway(upstreams, {ROUTE: {"upstreams": ["demo"]}}, issuer_options=tenants) as g,
+        aiohttp.ClientSession() as s,
+    ):
+        init = await exchange(
+            s,
+            "POST",
+            g.url(ROUTE),
+            body=legacy_message("initialize", INITIALIZE_PARAMS),
+            headers=_headers(g, None, sub="alice", tenant="acme"),
+        )
+        sid = init.header("mcp-session-id")
+        assert init.status == 200 and sid
+        mine = await _list(s, g, sid, sub="alice", tenant="acme")
+        assert mine.status == 200, mine.raw
+        crossed = await _list(s, g, sid, sub="alice", tenant="globex")
+        unknown = await _list(s, g, "0" * len(sid), sub="alice", tenant="globex")
+        assert crossed.status == 404
+        assert refusal_shape(crossed) == refusal_shape(unknown)
+
+
 async def test_get_stream_of_another_subject_is_404(gw: LocalGateway) -> None:
     async with aiohttp.ClientSession() as s:
         sid = await _open_session(s, gw, "alice")

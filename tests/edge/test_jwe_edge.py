@@ -123,7 +123,7 @@ async def test_tampered_ciphertext_is_refused(gateway: str) -> None:
         http.post(f"{gateway}/mcp/demo", data=".".join(parts), headers=headers) as resp,
     ):
         assert resp.status == 400
-        assert (await resp.json())["error"]["data"]["code"] == "wardgate.edge.jwe"
+        assert (await resp.json())["error"]["data"]["code"] == "wardgate.jwe"
 
 
 async def test_plain_json_still_works_unless_required(

@@ -107,7 +107,7 @@ def flip(token: str, segment: int) -> bytes:
 def refused(body: bytes, gateway: GatewayJweKey, **kwargs: Any) -> JweError:
     with pytest.raises(JweError) as excinfo:
         decrypt_request(body, gateway, **kwargs)
-    assert excinfo.value.code == "wardgate.edge.jwe"
+    assert excinfo.value.code == "wardgate.jwe"
     assert excinfo.value.http_status == 400
     return excinfo.value
 

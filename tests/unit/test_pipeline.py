@@ -294,3 +294,17 @@ async def test_tool_access_filters_tools_list() -> None:
     )
     assert filtered is not None
     assert filtered.raw["result"] == {"tools": [{"name": "echo"}], "x": 1}
+
+
+async def test_made_up_method_names_cannot_grow_the_pipeline_caches() -> None:
+    log: list[str] = []
+    pipeline = Pipeline([Recorder("a", log, methods=frozenset({"tools/call"}))])
+    for n in range(5_000):
+        made_up = Message({"jsonrpc": "2.0", "id": n, "method": f"x/{n}"}, "request")
+        call = await _admitted(pipeline, made_up)
+        await call.message(_result({}, n))
+        await call.end(200)
+    assert log == []  # a guard for tools/call saw none of them
+    assert max(map(len, (pipeline._request_for, pipeline._reply_for, pipeline._end_for))) <= 128
+    call = await _admitted(pipeline, _call("x"))  # the real method still matches
+    assert log == ["req:a"]

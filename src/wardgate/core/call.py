@@ -41,9 +41,13 @@ Status = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """How a call ended. ``code`` is a Wardgate error code, or ``jsonrpc:N``."""
+    """How a call ended. ``code`` is a Wardgate error code, or ``jsonrpc:N``.
+
+    Read-only by convention (not frozen: it is built for every call, and a frozen
+    dataclass costs several times as much to build).
+    """
 
     status: Status
     code: str | None

@@ -1,7 +1,9 @@
 """What every guard knows about a call, resolved once at the edge and the route.
 
-Guards read these values; nothing re-derives them from headers. The context is frozen:
-what a guard learns or decides during a call lives on the :class:`~wardgate.core.call.Call`.
+Guards read these values; nothing re-derives them from headers. The context is read-only
+by convention (not frozen, because one or two are built for every request and a frozen
+dataclass costs several times as much to build): what a guard learns or decides during a
+call lives on the :class:`~wardgate.core.call.Call`.
 """
 
 from __future__ import annotations
@@ -103,9 +105,9 @@ class TlsFacts:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallContext:
-    """What every guard knows about the call in hand.
+    """What every guard knows about the call in hand; guards read it, never write it.
 
     ``upstream`` and ``target`` are resolved by the route before any guard runs: the
     upstream that will serve the call and the tool or prompt name (unprefixed on a

@@ -45,6 +45,9 @@ log = logging.getLogger("wardgate.pipeline")
 
 _T = TypeVar("_T")
 
+#: How many method names each per-method cache remembers.
+_CACHED = 128
+
 
 class Guard(Protocol):
     name: str
@@ -125,25 +128,31 @@ class Pipeline:
 
     # -- which guards take part in what -------------------------------------------------
 
+    # Method names come from clients: each cache holds at most _CACHED of them, and a
+    # method beyond that is matched afresh each time rather than remembered.
+
     def _requests(self, method: str | None) -> tuple[RequestGuard, ...]:
         found = self._request_for.get(method)
         if found is None:
             found = tuple(g for g in self._request if _applies(g.methods, method))
-            self._request_for[method] = found
+            if len(self._request_for) < _CACHED:
+                self._request_for[method] = found
         return found
 
     def _replies(self, method: str | None) -> tuple[ReplyGuard, ...]:
         found = self._reply_for.get(method)
         if found is None:
             found = tuple(g for g in self._reply if _applies(_reply_methods(g), method))
-            self._reply_for[method] = found
+            if len(self._reply_for) < _CACHED:
+                self._reply_for[method] = found
         return found
 
     def _ends(self, method: str | None) -> tuple[EndGuard, ...]:
         found = self._end_for.get(method)
         if found is None:
             found = tuple(g for g in self._end if _applies(g.methods, method))
-            self._end_for[method] = found
+            if len(self._end_for) < _CACHED:
+                self._end_for[method] = found
         return found
 
     def watches_replies(self, method: str | None) -> bool:

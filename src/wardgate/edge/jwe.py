@@ -86,7 +86,7 @@ _TAG_BYTES: Final = 16
 class JweError(ProtocolError):
     """An encrypted body was malformed, used a refused algorithm, or failed to decrypt."""
 
-    code = "wardgate.edge.jwe"
+    code = "wardgate.jwe"
     http_status = 400
     public_message = "Invalid encrypted message"
 

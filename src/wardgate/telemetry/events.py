@@ -4,6 +4,10 @@ An :class:`EventSink` takes events synchronously and must not block: a sink that
 I/O buffers and drains on its own schedule (bounded, counting what it drops). The
 :class:`EventBus` fans an event out to every sink and never lets a failing sink fail
 the call. Events carry no secrets and no payloads: ids, names, outcomes and sizes.
+
+Events are read-only by convention, not frozen: one is built for every call, and a frozen
+dataclass costs several times as much to build (every field set through
+``object.__setattr__``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ __all__ = [
 log = logging.getLogger("wardgate.telemetry")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GatewayEvent:
     """Base of every event; ``kind`` is its stable name in every sink."""
 
@@ -37,7 +41,7 @@ class GatewayEvent:
     route: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionOpened(GatewayEvent):
     kind: ClassVar[str] = "session.opened"
     session_id: str
@@ -46,21 +50,21 @@ class SessionOpened(GatewayEvent):
     protocol_version: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionClosed(GatewayEvent):
     kind: ClassVar[str] = "session.closed"
     session_id: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthFailed(GatewayEvent):
     kind: ClassVar[str] = "auth.failed"
     cause: str
     client_addr: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GuardDecision(GatewayEvent):
     """A guard refused a call or a message (allowing is the silent default)."""
 
@@ -74,7 +78,7 @@ class GuardDecision(GatewayEvent):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UpstreamResult(GatewayEvent):
     """The upstream answered (or failed to) a call."""
 
@@ -86,7 +90,7 @@ class UpstreamResult(GatewayEvent):
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallEnded(GatewayEvent):
     """A call is over, whatever happened; the access log is this event."""
 

@@ -13,6 +13,8 @@ Run over stdio (or Streamable HTTP with ``--port``: one process, shared by every
   ``CreateTaskResult`` with ``task.taskId``) and ``tasks/get``, ``tasks/result``,
   ``tasks/cancel`` and ``tasks/list`` serve the tasks it made (2025-11-25 shapes). Unknown
   task ids are -32602.
+* ``--listen``: ``subscriptions/listen`` (2026) served; ``tools/call`` of ``announce``
+  publishes a tools list change, or with ``{"uri": U}`` an update of resource ``U``.
 * Every list call is counted; ``tools/call`` of ``count`` answers the counts as JSON.
 """
 
@@ -29,6 +31,12 @@ import anyio
 import mcp.types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    ResourceUpdated,
+    ToolsListChanged,
+)
 from mcp.shared.exceptions import MCPError
 
 Ctx = ServerRequestContext[Any]
@@ -42,6 +50,9 @@ def build(args: argparse.Namespace) -> Server[Any]:
     ] + [types.Tool(name="count", input_schema={"type": "object"})]
     if args.tasks:
         tools.append(types.Tool(name="slow", input_schema={"type": "object"}))
+    bus = InMemorySubscriptionBus()
+    if args.listen:
+        tools.append(types.Tool(name="announce", input_schema={"type": "object"}))
     resources = [types.Resource(uri=u, name=u) for u in args.resources.split(",") if u]
     templates = [
         types.ResourceTemplate(uri_template=t, name=t) for t in args.templates.split(",") if t
@@ -87,6 +98,10 @@ def build(args: argparse.Namespace) -> Server[Any]:
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         if params.name == "count":
             value = json.dumps(dict(counts))
+        elif params.name == "announce" and args.listen:
+            uri = (params.arguments or {}).get("uri")
+            await bus.publish(ResourceUpdated(uri) if isinstance(uri, str) else ToolsListChanged())
+            value = "announced"
         elif any(t.name == params.name for t in tools):
             value = f"{name}:{params.name}"
         else:
@@ -139,6 +154,7 @@ def build(args: argparse.Namespace) -> Server[Any]:
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read,
+        on_subscriptions_listen=ListenHandler(bus) if args.listen else None,
     )
     if args.tasks:
         server.middleware.append(Tasks())
@@ -168,6 +184,7 @@ def main() -> None:
     parser.add_argument("--resources", default="")
     parser.add_argument("--templates", default="")
     parser.add_argument("--tasks", action="store_true")
+    parser.add_argument("--listen", action="store_true")
     parser.add_argument("--port", type=int, help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
     args = parser.parse_args()
     if args.port is not None:

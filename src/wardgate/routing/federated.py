@@ -4,17 +4,18 @@ Tools and prompts carry a per-upstream prefix; resources are routed to the one m
 that lists them or whose template matches them (conflicts route nowhere, misses are
 bounded: :mod:`wardgate.routing.resource_owners`); a list's first page is every member's
 first page, fetched at once, and its cursor carries each member's remaining cursor;
-server-to-client
-request ids and SSE event ids are tagged with their member so answers and resumptions
-find their way back (the pure parts live in :mod:`wardgate.routing.federation`).
+``subscriptions/listen`` (2026) merges the members' streams behind one acknowledgement;
+tasks go to the member that made them, for the caller who made them only
+(:mod:`wardgate.routing.tasks`). Server-to-client request ids and SSE event ids are
+tagged with their member so answers and resumptions find their way back (the pure parts
+live in :mod:`wardgate.routing.federation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wardgate.core.call import Call
@@ -26,12 +27,13 @@ from wardgate.errors import (
     UpstreamError,
     WardgateError,
 )
+from wardgate.routing.federated_lists import MemberLists
 from wardgate.routing.federation import (
+    ACKNOWLEDGED,
     LIST_KEYS,
-    decode_cursor,
-    encode_cursor,
-    expose_name,
-    merge_discover,
+    LISTEN_METHOD,
+    SUBSCRIPTION_ID,
+    merge_acknowledged,
     merge_initialize,
     split_name,
     tag_event_id,
@@ -40,16 +42,15 @@ from wardgate.routing.federation import (
     untag_request_id,
 )
 from wardgate.routing.resource_owners import ResourceOwners
-from wardgate.routing.route import Member, Route, _final, _result
+from wardgate.routing.route import Member, _final, _result
 from wardgate.routing.sessions import GatewaySession, SessionStore
+from wardgate.routing.streams import merge_streams, subscription_stream
 from wardgate.routing.tasks import TASK_LIST, TaskBinding
 from wardgate.upstream.seam import Event, Reply, UpstreamSession, single
 from wardgate.wire.jsonrpc import JsonObject, Message
 from wardgate.wire.mcp import (
     H_LAST_EVENT_ID,
-    H_METHOD,
     H_NAME,
-    H_PARAM_PREFIX,
     H_PROTOCOL_VERSION,
     MODERN_VERSIONS,
     encode_header_value,
@@ -58,28 +59,20 @@ from wardgate.wire.mcp import (
 __all__ = ["FederatedRoute"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Page:
-    """One member's page of a list, names already exposed."""
-
-    items: list[Any]
-    next: str | None
-    ttl_ms: int | None
-    scope: str
-
-
 log = logging.getLogger("wardgate.routing.federated")
 
 _RENAMED = {"tools/call": "tools", "prompts/get": "prompts"}
 _BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
-_LEARN_PAGES = 50
+#: How long a member may take to acknowledge a subscription stream (seconds).
+_ACK_TIMEOUT = 10.0
+_MAX_SUBSCRIBED_URIS = 1000
 #: Methods 2026-07-28 removed; a federated route answers them 404/-32601 in that era.
 _REMOVED_2026 = frozenset(
     {"ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
 )
 
 
-class FederatedRoute(Route):
+class FederatedRoute(MemberLists):
     """Several members behind one endpoint; see the module docstring."""
 
     def __init__(
@@ -93,15 +86,11 @@ class FederatedRoute(Route):
         resources: ResourceOwners | None = None,
         tasks: TaskBinding | None = None,
     ) -> None:
-        super().__init__(name, members, pipeline, sessions, separator=separator)
-        self._prefixes = [m.prefix for m in members]
-        #: Which member serves which resource URI, learnt from list results.
-        self.resources = resources or ResourceOwners([m.prefix or m.upstream.name for m in members])
-        self._learn_lock = asyncio.Lock()
+        super().__init__(
+            name, members, pipeline, sessions, separator=separator, resources=resources
+        )
         #: Tasks bound to the caller and member that created them.
         self.tasks = tasks if tasks is not None else TaskBinding()
-        #: Members whose ``server/discover`` failed (None: not asked yet).
-        self._legacy_members: frozenset[int] | None = None
 
     def _retagger(self, index: int) -> Callable[[Event], Event]:
         """Tag server-request ids and SSE event ids with the member they came from."""
@@ -212,6 +201,10 @@ class FederatedRoute(Route):
             return self._guarded(call, single({"jsonrpc": "2.0", "id": message.id, "result": {}}))
         if method == TASK_LIST:
             return self._guarded(call, single(await self._list_tasks(call, session, headers)))
+        if method == LISTEN_METHOD:
+            if session is not None:
+                raise MethodNotFound(f"{method} does not exist in this protocol version")
+            return await self._subscribe(call, headers)
         if method in ("logging/setLevel", "server/discover"):
             return self._guarded(call, single(await self._fan_out(call, message, session, headers)))
         index = call.state.get("route.member")
@@ -248,220 +241,87 @@ class FederatedRoute(Route):
                     return {**message.raw, "params": new_params}
         return message.raw
 
-    async def _owner_of(
-        self,
-        uri: Any,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> int:
-        """The member serving ``uri``: learnt from list results, listing on a miss.
+    async def _subscribe(self, call: Call, headers: Mapping[str, str]) -> Reply:
+        """``subscriptions/listen`` (2026): one stream merged from the members' streams.
 
-        A miss re-lists the members at most once per learn interval (concurrent misses
-        share one listing) and is remembered for a while, so random URIs cannot make
-        the route list every member for each one.
+        Change-notification flags go to every member, each resource subscription to
+        the one member that owns the URI (others are left out of the filter and so of
+        the acknowledgement). The first message is one acknowledgement merging the
+        members'; later notifications carry the client's subscription id.
 
         Raises:
-            InvalidParams: the URI is not a string.
-            UnknownTarget: no member serves the URI, or several claim it (a conflict,
-                logged with the members' names; answered as an unknown resource).
+            MethodNotFound: no member serves ``subscriptions/listen``.
         """
-        if not isinstance(uri, str):
-            raise InvalidParams("uri must be a string")
-        owners = self.resources
-        found = owners.lookup(uri)
-        if not found.members and not owners.recently_missed(uri):
-            seen = owners.learn_generation
-            async with self._learn_lock:
-                if owners.learn_generation == seen and owners.may_learn():
-                    owners.learning()
-                    await self._learn_resources(message, session, headers)
-            found = owners.lookup(uri)
-            if not found.members:
-                owners.missed(uri)
-        if found.conflict:
-            raise UnknownTarget("resource claimed by several members", data={"uri": uri})
-        if found.owner is None:
-            raise UnknownTarget("unknown resource", data={"uri": uri})
-        return found.owner
-
-    async def _learn_resources(
-        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
-    ) -> None:
-        """List every member's resources and templates (bounded) to learn their owners.
-
-        A member whose listing completes replaces what was known of it (so a conflict
-        ends when one side stops listing the URI); a failed listing changes nothing.
-        """
-        meta = message.params.get("_meta")
-        base: JsonObject = {} if meta is None else {"_meta": meta}
-        indices = sorted(session.upstreams) if session is not None else range(len(self.members))
-
-        async def everything(index: int, method: str) -> list[Any] | None:
-            hdrs = {
-                k: v for k, v in headers.items() if k != H_NAME and not k.startswith(H_PARAM_PREFIX)
-            }
-            if H_METHOD in hdrs:
-                hdrs[H_METHOD] = method
-            items: list[Any] = []
-            cursor: str | None = None
-            for _ in range(_LEARN_PAGES):
-                params = base if cursor is None else {**base, "cursor": cursor}
-                raw: JsonObject = {
-                    "jsonrpc": "2.0",
-                    "id": f"wardgate-learn-{method}",
-                    "method": method,
-                    "params": params,
-                }
-                page = await self._page(None, raw, session, hdrs, index, record=False)
-                if page is None:
-                    return None
-                items.extend(page.items)
-                cursor = page.next
-                if cursor is None:
-                    break
-            return items
-
-        async def one(index: int) -> None:
-            resources, templates = await asyncio.gather(
-                everything(index, "resources/list"), everything(index, "resources/templates/list")
-            )
-            if resources is None or templates is None:
-                return
-            self.resources.replace(
-                index,
-                (
-                    r["uri"]
-                    for r in resources
-                    if isinstance(r, dict) and isinstance(r.get("uri"), str)
-                ),
-                (
-                    t["uriTemplate"]
-                    for t in templates
-                    if isinstance(t, dict) and isinstance(t.get("uriTemplate"), str)
-                ),
-            )
-
-        await asyncio.gather(*(one(i) for i in indices))
-
-    async def _page(
-        self,
-        call: Call | None,
-        raw: JsonObject,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-        index: int,
-        *,
-        record: bool = True,
-    ) -> _Page | None:
-        """One page of a list from one member (``None``: it failed, logged)."""
-        method = str(raw.get("method"))
-        key = LIST_KEYS[method]
-        try:
-            final = await _final(
-                await self._session(call, session, index).request(
-                    raw, self._headers(headers, session, index)
-                )
-            )
-        except WardgateError as exc:
-            log.warning("listing %s on %s failed: %s", key, self.members[index].prefix, exc.detail)
-            return None
-        result = _result(final)
-        if result is None:
-            log.warning("listing %s on %s was refused", key, self.members[index].prefix)
-            return None
-        found = result.get(key)
-        items = (
-            [self._expose(index, key, item, record) for item in found]
-            if isinstance(found, list)
-            else []
-        )
-        up_next = result.get("nextCursor")
-        ttl = result.get("ttlMs")
-        return _Page(
-            items,
-            up_next if isinstance(up_next, str) else None,
-            ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else None,
-            str(result.get("cacheScope", "private")),
-        )
-
-    async def _list(
-        self,
-        call: Call | None,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> JsonObject:
-        """A merged list page: every member's first page at once, then each one's next.
-
-        A client that never follows ``nextCursor`` still sees every member's first page;
-        the cursor carries each member's remaining cursor.
-
-        Raises:
-            InvalidParams: the client's cursor was not made by this route.
-        """
-        method = message.method or ""
-        key = LIST_KEYS[method]
-        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
-        params = dict(message.params)
-        cursor = params.pop("cursor", None)
-        wanted: dict[int, str | None]
-        if cursor is None:
-            wanted = dict.fromkeys(range(len(self.members)))
-        else:
-            wanted = dict(decode_cursor(cursor, len(self.members)))
-        legacy_only = await self._legacy_only(call, message, headers) if modern else frozenset()
-        wanted = {
-            i: c
-            for i, c in wanted.items()
-            if (session is None or i in session.upstreams) and i not in legacy_only
-        }
-
-        def page_raw(up_cursor: str | None) -> JsonObject:
-            page_params = dict(params)
-            if up_cursor is not None:
-                page_params["cursor"] = up_cursor
-            return {**message.raw, "params": page_params}
-
-        pages = await asyncio.gather(
-            *(self._page(call, page_raw(c), session, headers, i) for i, c in wanted.items())
-        )
-        items: list[Any] = []
-        remaining: dict[int, str] = {}
-        ttls: list[int] = []
-        scopes: set[str] = set()
-        for index, page in zip(wanted, pages, strict=True):
-            if page is None:
+        message = call.request
+        sub_id = message.id
+        legacy_only = await self._legacy_only(call, message, headers)
+        wanted = message.params.get("notifications")
+        wanted = wanted if isinstance(wanted, dict) else {}
+        flags = {k: v for k, v in wanted.items() if k != "resourceSubscriptions"}
+        uris_of: dict[int, list[str]] = {}
+        requested = wanted.get("resourceSubscriptions")
+        requested = requested if isinstance(requested, list) else []
+        if len(requested) > _MAX_SUBSCRIBED_URIS:
+            raise InvalidParams("too many resource subscriptions")
+        for uri in requested:
+            try:
+                owner = await self._owner_of(uri, message, None, headers)
+            except WardgateError:
+                continue  # unknown, conflicting or malformed: not subscribed, not acknowledged
+            uris_of.setdefault(owner, []).append(uri)
+        filters: dict[int, JsonObject] = {}
+        for index in range(len(self.members)):
+            if index in legacy_only:
                 continue
-            items.extend(page.items)
-            if page.next is not None:
-                remaining[index] = page.next
-            if page.ttl_ms is not None:
-                ttls.append(page.ttl_ms)
-            scopes.add(page.scope)
-        out: JsonObject = {key: items}
-        if modern:
-            # 2026 list results carry caching fields: the strictest of the pages merged.
-            out["resultType"] = "complete"
-            out["ttlMs"] = min(ttls, default=0)
-            out["cacheScope"] = "public" if scopes == {"public"} else "private"
-        if remaining:
-            out["nextCursor"] = encode_cursor(remaining)
-        return out
+            mine: JsonObject = dict(flags)
+            if index in uris_of:
+                mine["resourceSubscriptions"] = uris_of[index]
+            if any(v for v in mine.values()):
+                filters[index] = mine
 
-    def _expose(self, index: int, key: str, item: Any, record: bool = True) -> Any:
-        if not isinstance(item, dict):
-            return item
-        if key in ("tools", "prompts") and isinstance(item.get("name"), str):
-            return {
-                **item,
-                "name": expose_name(self._prefixes[index], self.separator, item["name"]),
-            }
-        if record and key == "resources" and isinstance(item.get("uri"), str):
-            self.resources.add(index, uris=(item["uri"],))
-        if record and key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
-            self.resources.add(index, templates=(item["uriTemplate"],))
-        return item
+        async def first_message(reply: Reply) -> JsonObject | None:
+            async for event in reply.events:
+                if event.message is not None:  # skip keep-alive and priming events
+                    return event.message
+            return None
+
+        async def open_one(index: int) -> tuple[Reply, JsonObject] | None:
+            out = dict(headers)
+            raw = {**message.raw, "params": {**message.params, "notifications": filters[index]}}
+            raw = self._outbound(call, raw, out, index)
+            reply = await self._session(call, None, index).request(raw, out)
+            try:
+                first = await asyncio.wait_for(first_message(reply), _ACK_TIMEOUT)
+                if first is not None and first.get("method") == ACKNOWLEDGED:
+                    return reply, first
+            except (WardgateError, TimeoutError) as exc:
+                log.info("subscriptions/listen on %s failed: %r", self.members[index].prefix, exc)
+            await reply.aclose()
+            return None
+
+        opened = await asyncio.gather(*(open_one(i) for i in filters), return_exceptions=True)
+        streams: list[tuple[int, Reply]] = []
+        acks: list[JsonObject] = []
+        for index, outcome in zip(filters, opened, strict=True):
+            if isinstance(outcome, BaseException):
+                log.info(
+                    "subscriptions/listen on %s failed: %r", self.members[index].prefix, outcome
+                )
+            elif outcome is not None:
+                streams.append((index, outcome[0]))
+                acks.append(outcome[1])
+        if not streams:
+            raise MethodNotFound("no member of this route serves subscriptions/listen")
+        ack = {
+            "jsonrpc": "2.0",
+            "method": ACKNOWLEDGED,
+            "params": {
+                "notifications": merge_acknowledged(acks),
+                "_meta": {SUBSCRIPTION_ID: sub_id},
+            },
+        }
+        events = subscription_stream(streams, ack, sub_id)
+        return self._guarded(call, Reply(events, streaming=True))
 
     async def _list_tasks(
         self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
@@ -497,63 +357,6 @@ class FederatedRoute(Route):
             raise MethodNotFound("no member of this route serves tasks/list")
         # Members' cursors are not followed: the caller's own tasks are few (capped).
         return {"jsonrpc": "2.0", "id": message.id, "result": {"tasks": tasks}}
-
-    async def _legacy_only(
-        self, call: Call | None, message: Message, headers: Mapping[str, str]
-    ) -> frozenset[int]:
-        """Members that do not speak the stateless era: kept out of 2026 traffic.
-
-        Learnt from ``server/discover`` (the client's, or one sent once on its behalf).
-        """
-        if self._legacy_members is None:
-            meta = message.params.get("_meta")
-            probe: JsonObject = {
-                "jsonrpc": "2.0",
-                "id": "wardgate-discover",
-                "method": "server/discover",
-                "params": {} if meta is None else {"_meta": meta},
-            }
-            hdrs = {k: v for k, v in headers.items() if k != H_NAME}
-            if H_METHOD in hdrs:
-                hdrs[H_METHOD] = "server/discover"
-            await self._fan_out(call, Message(probe, "request"), None, hdrs)
-        return self._legacy_members or frozenset()
-
-    async def _fan_out(
-        self,
-        call: Call | None,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> JsonObject:
-        indices = sorted(session.upstreams) if session is not None else range(len(self.members))
-
-        async def one(index: int) -> JsonObject:
-            return await _final(
-                await self._session(call, session, index).request(
-                    message.raw, self._headers(headers, session, index)
-                )
-            )
-
-        finals = await asyncio.gather(*(one(i) for i in indices), return_exceptions=True)
-        if message.method == "server/discover" and session is None:
-            self._legacy_members = frozenset(
-                i
-                for i, f in zip(indices, finals, strict=True)
-                if not isinstance(f, dict) or _result(f) is None
-            )
-        if message.method == "server/discover" and self._legacy_members:
-            # The route is only as stateless as its least capable member: refusing
-            # discover sends dual-era clients to initialize, where every member works.
-            raise MethodNotFound("a member of this route does not serve 2026-07-28")
-        results = [_result(f) for f in finals if isinstance(f, dict)]
-        good = [r for r in results if r is not None]
-        if not good:
-            raise UpstreamError(f"no upstream answered {message.method}")
-        result: JsonObject = {}
-        if message.method == "server/discover":
-            result = merge_discover(good, self.name)
-        return {"jsonrpc": "2.0", "id": message.id, "result": result}
 
     async def post(
         self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
@@ -606,30 +409,4 @@ class FederatedRoute(Route):
                 replies.append((index, self._guarded(call, reply, reject, self._retagger(index))))
         if not replies:
             return None
-        return Reply(_merge(replies), streaming=True)
-
-
-async def _merge(replies: Sequence[tuple[int, Reply]]) -> AsyncIterator[Event]:
-    """Interleave several upstream streams into one, as events arrive."""
-    queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=256)
-
-    async def pump(reply: Reply) -> None:
-        try:
-            async for event in reply.events:
-                await queue.put(event)
-        finally:
-            await queue.put(None)
-
-    tasks = [asyncio.create_task(pump(reply)) for _, reply in replies]
-    remaining = len(tasks)
-    try:
-        while remaining:
-            event = await queue.get()
-            if event is None:
-                remaining -= 1
-                continue
-            yield event
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return Reply(merge_streams(replies), streaming=True)

@@ -21,10 +21,14 @@ from wardgate.errors import InvalidParams
 from wardgate.wire.jsonrpc import JsonObject, RequestId
 
 __all__ = [
+    "ACKNOWLEDGED",
+    "LISTEN_METHOD",
     "LIST_KEYS",
+    "SUBSCRIPTION_ID",
     "decode_cursor",
     "encode_cursor",
     "expose_name",
+    "merge_acknowledged",
     "merge_capabilities",
     "merge_discover",
     "merge_initialize",
@@ -177,15 +181,30 @@ def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
     return merged
 
 
-def _without_subscriptions(capabilities: JsonObject) -> JsonObject:
-    """A federated route does not serve ``subscriptions/listen`` (2026) yet: it must not
-    advertise the change notifications that would need it."""
-    out: JsonObject = {}
-    for key, value in capabilities.items():
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
-        out[key] = value
-    return out
+#: 2026 subscription streams: the method, its first notification, the id in ``_meta``.
+LISTEN_METHOD = "subscriptions/listen"
+ACKNOWLEDGED = "notifications/subscriptions/acknowledged"
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+
+
+def merge_acknowledged(acks: Iterable[JsonObject]) -> JsonObject:
+    """The filter members accepted, merged: a flag any member honours, every URI honoured."""
+    merged: JsonObject = {}
+    uris: list[str] = []
+    for ack in acks:
+        params = ack.get("params")
+        accepted = params.get("notifications") if isinstance(params, dict) else None
+        if not isinstance(accepted, dict):
+            continue
+        for key, value in accepted.items():
+            if key == "resourceSubscriptions":
+                if isinstance(value, list):
+                    uris.extend(u for u in value if isinstance(u, str) and u not in uris)
+            elif value is True:
+                merged[key] = True
+    if uris:
+        merged["resourceSubscriptions"] = uris
+    return merged
 
 
 def _server_info(route: str) -> JsonObject:
@@ -211,7 +230,9 @@ def merge_initialize(results: Mapping[str, JsonObject], version: str, route: str
 
 def merge_discover(results: Sequence[JsonObject], route: str) -> JsonObject:
     """The DiscoverResult (2026) of a federated route: versions every member supports,
-    the strictest caching, and no subscription capabilities."""
+    the strictest caching, and the capabilities any member offers (change
+    notifications and resource subscriptions included: the route merges the
+    members' ``subscriptions/listen`` streams)."""
     supported: set[str] | None = None
     for r in results:
         versions = r.get("supportedVersions")
@@ -223,7 +244,7 @@ def merge_discover(results: Sequence[JsonObject], route: str) -> JsonObject:
     return {
         "resultType": "complete",
         "supportedVersions": sorted(supported or ()),
-        "capabilities": _without_subscriptions(merge_capabilities(results)),
+        "capabilities": merge_capabilities(results),
         "ttlMs": min(ttls, default=0),
         "cacheScope": "public" if scopes == {"public"} else "private",
         "_meta": {"io.modelcontextprotocol/serverInfo": _server_info(route)},

@@ -6,15 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from wardgate import __version__
 from wardgate.config import load_config
 from wardgate.config.model import GatewayConfig
-from wardgate.errors import WardgateError
+from wardgate.errors import ConfigError, WardgateError
 from wardgate.telemetry.logs import configure_logging
 
 __all__ = ["main"]
@@ -61,9 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None
             }
             if overrides:
-                config = config.model_copy(
-                    update={"server": config.server.model_copy(update=overrides)}
-                )
+                config = with_overrides(config, overrides)
             return _run(config)
         if args.command == "wrap":
             return _wrap(args)
@@ -73,6 +72,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wardgate: {exc.detail}", file=sys.stderr)
         return exc.exit_code
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def with_overrides(config: GatewayConfig, overrides: dict[str, Any]) -> GatewayConfig:
+    """``config`` with ``[server]`` values from the command line, validated like the file.
+
+    ``model_copy(update=…)`` would skip validation: ``--host 0.0.0.0`` must meet the
+    same "a non-loopback bind needs [auth]" rule (and every other) as the file.
+
+    Raises:
+        ConfigError: the result is invalid; the message names the flag and the fault.
+    """
+    data = config.model_dump(mode="python", round_trip=True)
+    data["server"] = {**data["server"], **overrides}
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ConfigError(f"invalid configuration with {flags}\n  " + "\n  ".join(lines)) from None
 
 
 def _check(path: str) -> int:
@@ -85,56 +106,10 @@ def _check(path: str) -> int:
 
 
 def _run(config: GatewayConfig, banner: str | None = None) -> int:
-    import uvicorn
-
-    from wardgate.gateway import Gateway
+    from wardgate.edge.serve import serve
 
     configure_logging(config.log.level, config.log.format)
-    gateway = Gateway(config)
-    server = uvicorn.Server(uvicorn.Config(gateway.app, **uvicorn_options(config)))
-
-    async def run() -> None:
-        await gateway.start()
-        try:
-            if banner:
-                print(banner, flush=True)
-            log.info(
-                "serving %d route(s) on %s:%d",
-                len(gateway.routes),
-                config.server.host,
-                config.server.port,
-            )
-            await server.serve()
-        finally:
-            await gateway.aclose()
-
-    # asyncio.run would ignore uvicorn's loop choice (uvloop when installed).
-    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-        runner.run(run())
-    return 0
-
-
-def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
-    """How ``serve`` runs uvicorn: quiet, no server header, TLS when configured.
-
-    Raises:
-        ConfigError: a certificate, key or CA file is unusable.
-    """
-    from wardgate.tls import uvicorn_ssl_kwargs
-
-    options: dict[str, Any] = {
-        "host": config.server.host,
-        "port": config.server.port,
-        "lifespan": "off",
-        "access_log": False,
-        "log_level": "warning",
-        "server_header": False,
-        "date_header": False,
-        "loop": "auto",
-    }
-    if config.server.tls is not None:
-        options.update(uvicorn_ssl_kwargs(config.server.tls.settings()))
-    return options
+    return serve(config, banner)
 
 
 def _wrap(args: argparse.Namespace) -> int:
@@ -199,7 +174,6 @@ or with the official MCP Python SDK (in .venv):
   .venv/bin/python -m wardgate.demo.client {url}
 Stop with Ctrl-C.
 """
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     return _run(demo_config(port), banner)
 
 

@@ -57,6 +57,8 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
             env=config.env,
             cwd=config.cwd,
             request_timeout=config.request_timeout_seconds,
+            max_processes=config.max_processes,
+            idle_seconds=config.idle_seconds,
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(
@@ -130,15 +132,23 @@ class Gateway:
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
-            self.routes[name] = kind(
+            route = kind(
                 name,
                 members,
                 Pipeline(guards, events=self.events),
                 self.sessions,
                 separator=rc.separator,
             )
+            # Who may share a stdio process (FederatedRoute's __init__ does not take it
+            # yet; Route reads the attribute when it picks a shared session).
+            route.isolation = rc.isolation
+            self.routes[name] = route
         server = config.server
-        self.jwe = GatewayJweKey.load(server.jwe.key_file) if server.jwe is not None else None
+        self.jwe = (
+            GatewayJweKey.load(server.jwe.key_file, server.jwe.signing_key_file)
+            if server.jwe is not None
+            else None
+        )
         self.app = EdgeApp(
             {
                 n: StreamableHttpEndpoint(
@@ -153,7 +163,8 @@ class Gateway:
                 for n, r in self.routes.items()
             },
             {n: LegacySseEndpoint(r, server.max_body_bytes) for n, r in self.routes.items()}
-            if server.legacy_sse
+            # Legacy SSE cannot seal its stream: where sealing is required it is not served.
+            if server.legacy_sse and not (server.jwe is not None and server.jwe.required)
             else {},
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
             self.auth,

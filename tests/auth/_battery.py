@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from idp.provider import RunningIdp
+from joserfc import jws
 from joserfc.jwk import ECKey, Key
 
 from support.servers import run_gateway
@@ -265,7 +266,7 @@ async def _garbage(env: Env) -> Answer:
     return await env.call("Bearer not-a-jwt-at-all")
 
 
-@refusal("garbage_three_segments", "not base64url JSON")
+@refusal("garbage_three_segments", "not base64url strict JSON")
 async def _garbage3(env: Env) -> Answer:
     return await env.call("Bearer aaaa.bbbb.cccc")
 
@@ -343,6 +344,31 @@ async def _expired(env: Env) -> Answer:
 @refusal("not_yet_valid", "not valid before")
 async def _nbf(env: Env) -> Answer:
     return await env.call(f"Bearer {env.a.mint(nbf=int(time.time()) + 3600)}")
+
+
+@refusal("id_token_typ", "is not an access token")
+async def _id_token_typ(env: Env) -> Answer:
+    return await env.call(f"Bearer {env.a.mint(header={'typ': 'id_token+jwt'})}")
+
+
+@refusal("id_token_claims", "an ID token")
+async def _id_token_claims(env: Env) -> Answer:
+    return await env.call(f"Bearer {env.a.mint(nonce='n-0S6', at_hash='77QmUPtjPfzWtF2AnpK9RQ')}")
+
+
+@refusal("nan_nbf", "strict JSON")
+async def _nan_nbf(env: Env) -> Answer:
+    # A NaN nbf compares false with everything: "not valid before" would never fire.
+    claims = json.dumps(env.a.claims())[:-1] + ', "nbf": NaN}'
+    header = {"alg": "RS256", "typ": "at+jwt", "kid": env.a.rsa.kid}
+    token = jws.serialize_compact(header, claims.encode(), env.a.rsa, algorithms=["RS256"])
+    return await env.call(f"Bearer {token}")
+
+
+@refusal("userinfo_aud", "does not contain")
+async def _userinfo_aud(env: Env) -> Answer:
+    aud = RESOURCE.replace("https://", "https://user@")
+    return await env.call(f"Bearer {env.a.mint(aud=aud)}")
 
 
 @refusal("issued_in_the_future", "issued in the future")

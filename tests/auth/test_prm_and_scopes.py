@@ -16,7 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from support.servers import run_gateway
 
 from ._local import LocalGateway, local_gateway
-from ._support import RESOURCE, exchange, modern_call, modern_list
+from ._support import RESOURCE, exchange, modern_call, modern_list, refusal_shape
 
 PRM = "/.well-known/oauth-protected-resource"
 
@@ -28,48 +28,91 @@ def demo(upstream: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------- PRM
 
 
-@pytest.mark.parametrize("failure_status", [421, 401])
-async def test_metadata_is_served_at_both_paths_without_auth(
-    idp_ready: RunningIdp, demo_http_upstream: str, failure_status: int
-) -> None:
-    config = {
+def prm_config(issuer: str, upstream: str, failure_status: int, **auth: Any) -> dict[str, Any]:
+    return {
         "auth": {
             "resource": RESOURCE,
-            "issuers": [{"issuer": idp_ready.issuer, "algorithms": ["ES256"]}],
+            "issuers": [{"issuer": issuer, "algorithms": ["ES256"]}],
             "allow_loopback_jwks": True,
             "failure_status": failure_status,
             "failure_floor_ms": 10,
             "scopes_supported": ["tools:read", "tools:call"],
+            **auth,
         },
-        "upstreams": demo(demo_http_upstream),
-        "routes": {
-            "demo": {"upstreams": ["demo"]},
-            "other": {"upstreams": ["demo"]},
-        },
+        "upstreams": demo(upstream),
+        "routes": {"demo": {"upstreams": ["demo"]}, "other": {"upstreams": ["demo"]}},
     }
-    async with run_gateway(config) as (base, _), aiohttp.ClientSession() as s:
-        for path in (PRM, f"{PRM}/mcp/demo", f"{PRM}/mcp/other"):
-            answer = await exchange(s, "GET", f"{base}{path}")
-            assert answer.status == 200, (path, answer.raw)
-            doc = answer.json
-            assert doc["resource"] == RESOURCE
-            assert doc["authorization_servers"] == [idp_ready.issuer]
-            assert doc["scopes_supported"] == ["tools:read", "tools:call"]
-            assert "ES256" in doc["dpop_signing_alg_values_supported"]
-            assert answer.header(
-                "content-type",
-            ).startswith("application/json")  # type: ignore[union-attr]
-        missing = await exchange(s, "GET", f"{base}{PRM}/mcp/nosuchroute")
-        assert missing.status == 404
 
-        # The challenge (401 mode) points at a document that answers.
+
+def same_answer(answer: Any) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+    headers = tuple(sorted((k, v) for k, v in answer.headers if k != "date"))
+    return answer.status, headers, answer.raw
+
+
+async def test_metadata_is_served_in_401_mode_and_never_lists_routes(
+    idp_ready: RunningIdp, demo_http_upstream: str
+) -> None:
+    """Every path under the PRM path gets the same document, byte for byte: asking for
+    a route's metadata tells a prober nothing about whether the route exists."""
+    config = prm_config(idp_ready.issuer, demo_http_upstream, 401)
+    async with run_gateway(config) as (base, _), aiohttp.ClientSession() as s:
+        reference = await exchange(s, "GET", f"{base}{PRM}/mcp/demo")
+        assert reference.status == 200, reference.raw
+        doc = reference.json
+        assert doc["resource"] == RESOURCE
+        assert doc["authorization_servers"] == [idp_ready.issuer]
+        assert doc["scopes_supported"] == ["tools:read", "tools:call"]
+        assert "ES256" in doc["dpop_signing_alg_values_supported"]
+        assert reference.header("content-type").startswith("application/json")  # type: ignore[union-attr]
+        for path in (PRM, f"{PRM}/", f"{PRM}/mcp/other", f"{PRM}/mcp/nosuchroute", f"{PRM}/x/y/z"):
+            answer = await exchange(s, "GET", f"{base}{path}")
+            assert same_answer(answer) == same_answer(reference), path
+
+        # The challenge points at a document that answers.
         refused = await exchange(s, "POST", f"{base}/mcp/demo", body=b"{}", headers={})
-        assert refused.status == failure_status
-        if failure_status == 401:
-            challenge = refused.header("www-authenticate") or ""
-            found = re.search(r'resource_metadata="([^"]+)"', challenge)
-            assert found and found.group(1) == f"{base}{PRM}/mcp/demo"
-            assert (await exchange(s, "GET", found.group(1))).json["resource"] == RESOURCE
+        assert refused.status == 401
+        challenge = refused.header("www-authenticate") or ""
+        found = re.search(r'resource_metadata="([^"]+)"', challenge)
+        assert found and found.group(1) == f"{base}{PRM}/mcp/demo"
+        assert (await exchange(s, "GET", found.group(1))).json["resource"] == RESOURCE
+
+
+async def test_metadata_is_off_by_default_in_421_mode(
+    idp_ready: RunningIdp, demo_http_upstream: str
+) -> None:
+    """In 421 mode a prober learns nothing, not even that OAuth is here: the PRM paths
+    get the very refusal an unknown path gets."""
+    config = prm_config(idp_ready.issuer, demo_http_upstream, 421)
+    async with run_gateway(config) as (base, _), aiohttp.ClientSession() as s:
+        unknown = refusal_shape(await exchange(s, "GET", f"{base}/nothing/here"))
+        assert unknown[0] == 421
+        for path in (PRM, f"{PRM}/mcp/demo", f"{PRM}/mcp/nosuchroute"):
+            assert refusal_shape(await exchange(s, "GET", f"{base}{path}")) == unknown, path
+        # Beside it, an authenticated call still works.
+        token = (await idp_ready.token())["access_token"]
+        body, headers = modern_list()
+        headers = headers | {"authorization": f"Bearer {token}"}
+        ok = await exchange(s, "POST", f"{base}/mcp/demo", body=body, headers=headers)
+        assert ok.status == 200, ok.raw
+
+
+@pytest.mark.parametrize("exposure", ["minimal", "full"])
+async def test_in_421_mode_the_operator_chooses_what_metadata_reveals(
+    idp_ready: RunningIdp, demo_http_upstream: str, exposure: str
+) -> None:
+    config = prm_config(idp_ready.issuer, demo_http_upstream, 421, metadata_exposure=exposure)
+    async with run_gateway(config) as (base, _), aiohttp.ClientSession() as s:
+        root = await exchange(s, "GET", f"{base}{PRM}")
+        missing = await exchange(s, "GET", f"{base}{PRM}/mcp/nosuchroute")
+        assert root.status == 200
+        assert same_answer(root) == same_answer(missing)
+        if exposure == "minimal":
+            assert root.json == {
+                "resource": RESOURCE,
+                "authorization_servers": [idp_ready.issuer],
+            }
+        else:
+            assert root.json["scopes_supported"] == ["tools:read", "tools:call"]
 
 
 async def test_metadata_names_configured_authorization_servers_and_public_url(

@@ -173,14 +173,15 @@ async def test_every_failure_gets_the_identical_401(
     assert answer.elapsed >= FLOOR_401_MS / 1000, f"{name} answered in {answer.elapsed:.4f}s"
 
 
-async def test_an_unknown_route_gets_a_401_naming_the_root_metadata(env401: Env) -> None:
-    """Unknown paths are refused like failed authentication; the challenge can only name
-    the root metadata document (route names are public through PRM anyway)."""
+async def test_an_unknown_route_gets_the_401_a_known_one_gets(env401: Env) -> None:
+    """Unknown paths are refused like failed authentication, and the challenge names the
+    metadata URL of the path asked for, exactly as for a route that exists: the
+    challenge is no oracle for which routes exist."""
     answer = await REFUSALS["unknown_route"](env401)
     status, _, body = refusal_shape(answer)
     reference_status, _, reference_body = refusal_shape(await env401.call())
     assert (status, body) == (reference_status, reference_body)
-    meta = f"{env401.base}/.well-known/oauth-protected-resource"
+    meta = f"{env401.base}/.well-known/oauth-protected-resource/mcp/nosuchroute"
     assert answer.header("www-authenticate") == (
         f'Bearer resource_metadata="{meta}", scope="tools:read tools:call"'
     )

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.http import ACCEPT, modern_body, modern_headers
 from support.servers import run_gateway
-from wardgate.edge.jwe import ClientJwe
+from wardgate.edge.jwe import JweError
+from wardgate.edge.jwe_client import ClientJwe
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ async def _client(base: str) -> ClientJwe:
         http.get(f"{base}/.well-known/wardgate-jwe-keys") as resp,
     ):
         jwks = await resp.json()
-    return ClientJwe(jwks["keys"][0])
+    return ClientJwe(jwks)
 
 
 async def _sealed_post(
@@ -139,3 +140,47 @@ async def test_plain_json_still_works_unless_required(
             assert resp.status == 200
         async with http.post(f"{strict}/mcp/demo", data=body, headers=plain) as resp:
             assert resp.status == 415
+
+
+async def test_where_sealing_is_required_no_unsealed_stream_is_served(
+    gateway: str, demo_http_upstream: str, key_file: Path
+) -> None:
+    stream = {"accept": "text/event-stream", "mcp-session-id": "x" * 43}
+    async with (
+        run_gateway(_config(demo_http_upstream, key_file, True)) as (strict, _),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(f"{strict}/mcp/demo", headers=stream) as resp:
+            assert resp.status == 405  # no GET stream: it could not be sealed
+        async with http.get(f"{strict}/sse/demo", headers=stream) as resp:
+            assert resp.status == 404  # and no legacy SSE transport at all
+        async with http.get(f"{gateway}/sse/demo", headers=stream) as resp:
+            assert resp.status == 200  # where sealing is optional, legacy clients still work
+
+
+async def test_a_response_forged_in_transit_is_refused_by_the_client(gateway: str) -> None:
+    """An intermediary that saw the request's ``epk`` re-encrypts a forged answer to it;
+    the client helper, holding the gateway's published signing key, refuses it."""
+    from joserfc import jwe, jwk
+
+    client = await _client(gateway)
+    message = modern_body("tools/call", {"name": "echo", "arguments": {"text": "real"}})
+    status, _, raw, ephemeral = await _sealed_post(
+        f"{gateway}/mcp/demo", client, message, modern_headers("tools/call", "echo")
+    )
+    assert status == 200
+    assert (
+        orjson.loads(client.decrypt_response(raw, ephemeral))["result"]["content"][0]["text"]
+        == "real"
+    )
+    public = jwk.import_key(ephemeral.as_dict(private=False))
+    forged_body = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"x"}]}}'
+    for cty, payload in (("application/json", forged_body), ("JOSE", raw)):
+        forged = jwe.encrypt_compact(
+            {"alg": "ECDH-ES", "enc": "A256GCM", "cty": cty},
+            payload,
+            public,
+            algorithms=["ECDH-ES", "A256GCM"],
+        )
+        with pytest.raises(JweError):
+            client.decrypt_response(forged, ephemeral)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -677,3 +678,30 @@ async def test_the_post_obeys_the_same_fetch_policy_as_the_get(endpoint: Endpoin
         await strict.post_form_json(endpoint.url, {"token": OPAQUE})
     await strict.aclose()
     assert endpoint.calls == []
+
+
+#: Not JSON (NaN, infinities), overflowing, or not a plausible time (see test_hostile_json).
+HOSTILE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1" + "0" * 400, "1e20"]
+
+
+# ---------------------------------------------------------- introspection answers
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [(m, v) for m in ("exp", "nbf", "iat") for v in HOSTILE] + [("other", v) for v in HOSTILE[:5]],
+)
+async def test_an_introspection_answer_with_nan_or_infinity_is_refused(
+    make: Callable[..., IntrospectionVerifier], endpoint: Endpoint, member: str, value: str
+) -> None:
+    good = active()
+    members = [f"{json.dumps(k)}:{json.dumps(v)}" for k, v in good.items() if k != member]
+    text = "{" + ",".join([*members, f'"{member}":{value}']) + "}"
+    endpoint.answer = lambda: web.Response(text=text, content_type="application/json")
+    verifier = make()
+    with pytest.raises(AuthenticationFailed) as info:
+        await verifier.verify(OPAQUE)
+    detail = info.value.detail
+    assert "JSON" in detail or "range" in detail or "expired" in detail, detail
+    endpoint.answer = lambda: active()
+    assert (await verifier.verify("another-token")).subject == "user-1"

@@ -26,20 +26,21 @@ from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from wardgate.edge.jwe import (
     CONTENT_TYPE,
     CTY,
-    ClientJwe,
     CurveKey,
     GatewayJweKey,
     JweError,
+    ResponseSigner,
     decrypt_request,
     encrypt_response,
 )
+from wardgate.edge.jwe_client import ClientJwe
 from wardgate.errors import ConfigError, ProtocolError
 
 CURVES = ["P-256", "X25519"]
 MESSAGE = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 # Hypothesis tests share keys generated once; key generation is not what they exercise.
 GATEWAYS = {curve: GatewayJweKey.generate(curve) for curve in CURVES}  # type: ignore[arg-type]
-CLIENTS = {curve: ClientJwe(GATEWAYS[curve].public_jwks()["keys"][0]) for curve in CURVES}
+CLIENTS = {curve: ClientJwe(GATEWAYS[curve].public_jwks()) for curve in CURVES}
 
 
 @pytest.fixture(params=CURVES)
@@ -191,7 +192,9 @@ def test_joserfc_alone_decrypts_the_client_helpers_request(curve: str) -> None:
 
 
 def test_concat_kdf_matches_rfc_7518_appendix_c() -> None:
-    from wardgate.edge.jwe import _concat_kdf  # a private helper, checked against the RFC vector
+    from wardgate.edge.jwe_client import (
+        _concat_kdf,  # a private helper, checked against the RFC vector
+    )
 
     alice = ECKey.import_key(
         {
@@ -450,14 +453,18 @@ def test_the_client_enforces_its_response_limit(gateway: GatewayJweKey, client: 
 # --- keys ------------------------------------------------------------------------------
 
 
-def test_public_jwks_publishes_the_encryption_key_only(gateway: GatewayJweKey, curve: str) -> None:
+def test_public_jwks_publishes_the_encryption_and_the_signing_key(
+    gateway: GatewayJweKey, curve: str
+) -> None:
     jwks = gateway.public_jwks()
-    [key] = jwks["keys"]
+    key, signing = jwks["keys"]
     assert key["use"] == "enc"
     assert key["alg"] == "ECDH-ES"
     assert key["crv"] == curve
-    assert "d" not in key
+    assert "d" not in key and "d" not in signing
     assert key["kid"] == jwk.import_key(key).thumbprint() == gateway.kid
+    assert (signing["use"], signing["alg"], signing["crv"]) == ("sig", "ES256", "P-256")
+    assert signing["kid"] == jwk.import_key(signing).thumbprint() != gateway.kid
     json.dumps(jwks)  # publishable as is
 
 
@@ -576,3 +583,118 @@ def test_the_client_refuses_a_gateway_jwk_off_the_curve() -> None:
 def test_the_client_refuses_an_rsa_gateway_jwk() -> None:
     with pytest.raises(JweError):
         ClientJwe(RSAKey.generate_key(2048).as_dict(private=False))
+
+
+# --- integrity: responses are signed by the gateway, then encrypted ---------------------
+
+
+def forged_response(epk_holder: CurveKey, payload: bytes, cty: str = "JOSE") -> str:
+    """What an intermediary that saw the request's ``epk`` can make: a valid JWE to it."""
+    public = epk_holder.as_dict(private=False)
+    names = ("kty", "crv", "x") if public["kty"] == "OKP" else ("kty", "crv", "x", "y")
+    target = jwk.import_key({n: public[n] for n in names})
+    header = {"alg": "ECDH-ES", "enc": "A256GCM", "cty": cty}
+    return jwe.encrypt_compact(header, payload, target, algorithms=["ECDH-ES", "A256GCM"])
+
+
+def test_an_intermediary_cannot_forge_a_response(gateway: GatewayJweKey, client: ClientJwe) -> None:
+    token, ephemeral = client.encrypt_request(MESSAGE)
+    reply_key = decrypt_request(token.encode(), gateway).reply_key
+    forged = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"pwned"}]}}'
+    # Unsigned plaintext, the old wire format:
+    with pytest.raises(JweError):
+        client.decrypt_response(forged_response(ephemeral, forged, cty=CTY), ephemeral)
+    # Signed, but by a key of the intermediary's own:
+    mallory = ResponseSigner(ECKey.generate_key("P-256"))
+    signed = mallory.sign(forged, ephemeral.thumbprint()).encode()
+    with pytest.raises(JweError):
+        client.decrypt_response(forged_response(ephemeral, signed), ephemeral)
+    # Beside them, the gateway's real answer to the same request verifies.
+    real = encrypt_response(b'{"jsonrpc":"2.0","id":1,"result":{}}', reply_key)
+    assert client.decrypt_response(real, ephemeral) == b'{"jsonrpc":"2.0","id":1,"result":{}}'
+
+
+def test_a_signed_response_for_another_request_is_refused(
+    gateway: GatewayJweKey, client: ClientJwe
+) -> None:
+    """A genuine signature replayed onto another request (re-encrypted to its epk)."""
+    first, first_ephemeral = client.encrypt_request(MESSAGE)
+    _, second_ephemeral = client.encrypt_request(MESSAGE)
+    genuine = gateway.signer.sign(b'{"result":"for the first"}', first_ephemeral.thumbprint())
+    replayed = forged_response(second_ephemeral, genuine.encode())
+    with pytest.raises(JweError):
+        client.decrypt_response(replayed, second_ephemeral)
+    # Where it belongs it is accepted.
+    assert client.decrypt_response(
+        forged_response(first_ephemeral, genuine.encode()), first_ephemeral
+    )
+    assert decrypt_request(first.encode(), gateway).plaintext == MESSAGE
+
+
+def test_the_response_header_is_the_documented_wire_format(
+    gateway: GatewayJweKey, client: ClientJwe
+) -> None:
+    token, ephemeral = client.encrypt_request(MESSAGE)
+    response = encrypt_response(b"{}", decrypt_request(token.encode(), gateway).reply_key)
+    outer = header_of(response)
+    assert (outer["alg"], outer["enc"], outer["cty"]) == ("ECDH-ES", "A256GCM", "JOSE")
+    inner_compact = jwe.decrypt_compact(response, ephemeral, algorithms=["ECDH-ES", "A256GCM"])
+    assert inner_compact.plaintext is not None
+    inner = header_of(inner_compact.plaintext.decode())
+    assert inner == {
+        "alg": "ES256",
+        "kid": gateway.signer.kid,
+        "typ": "wardgate-response+jws",
+        "cty": "application/json",
+        "wg_rkt": ephemeral.thumbprint(),
+    }
+
+
+def test_a_client_without_the_signing_key_refuses_to_trust_responses(
+    gateway: GatewayJweKey,
+) -> None:
+    unverifying = ClientJwe(gateway.public_jwk())
+    token, ephemeral = unverifying.encrypt_request(MESSAGE)
+    response = encrypt_response(b"{}", decrypt_request(token.encode(), gateway).reply_key)
+    with pytest.raises(JweError):
+        unverifying.decrypt_response(response, ephemeral)
+    verifying = ClientJwe(gateway.public_jwk(), gateway.signer.public_jwk())
+    assert verifying.decrypt_response(response, ephemeral) == b"{}"
+
+
+def _pem(private: Any) -> bytes:
+    pem: bytes = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return pem
+
+
+def test_the_derived_signing_key_is_the_same_for_every_replica(tmp_path: Path) -> None:
+    path = tmp_path / "jwe.pem"
+    path.write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    one, two = GatewayJweKey.load(path), GatewayJweKey.load(path)
+    assert one.signer.kid == two.signer.kid
+    assert one.signer.kid != one.kid  # never the agreement key itself
+    assert GatewayJweKey.generate().signer.kid != one.signer.kid
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "p256"])
+def test_a_configured_signing_key_signs_responses(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "jwe.pem").write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    private = (
+        ed25519.Ed25519PrivateKey.generate()
+        if kind == "ed25519"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    (tmp_path / "sig.pem").write_bytes(_pem(private))
+    gateway = GatewayJweKey.load(tmp_path / "jwe.pem", tmp_path / "sig.pem")
+    assert gateway.signer.alg == ("EdDSA" if kind == "ed25519" else "ES256")
+    client = ClientJwe(gateway.public_jwks())
+    token, ephemeral = client.encrypt_request(MESSAGE)
+    response = encrypt_response(b"{}", decrypt_request(token.encode(), gateway).reply_key)
+    assert client.decrypt_response(response, ephemeral) == b"{}"
+
+
+def test_a_signing_key_of_the_wrong_kind_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "jwe.pem").write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    (tmp_path / "x.pem").write_bytes(_pem(x25519.X25519PrivateKey.generate()))
+    with pytest.raises(ConfigError):
+        GatewayJweKey.load(tmp_path / "jwe.pem", tmp_path / "x.pem")

@@ -66,6 +66,9 @@ class JweConfig(_Strict):
 
     #: PEM private key (EC P-256 or X25519) of the gateway.
     key_file: str
+    #: PEM private key (EC P-256 or Ed25519) that signs every response before it is
+    #: encrypted. Default: a P-256 key derived from ``key_file`` (HKDF).
+    signing_key_file: str | None = None
     #: Refuse plain ``application/json`` bodies (415) once clients all encrypt.
     required: bool = False
 
@@ -84,7 +87,18 @@ class IssuerEntry(_Strict):
     allowed_tenants: tuple[str, ...] | None = None
     scope_claim: str = "scope"
     client_id_claim: str = "client_id"
+    #: The JWT ``typ`` header must equal exactly this (strict RFC 9068: ``at+jwt``).
     required_typ: str | None = None
+    #: ``typ`` values taken as access tokens (case-insensitive, ``application/`` optional).
+    accepted_typs: tuple[str, ...] = Field(("at+jwt", "JWT"), min_length=1)
+    #: Accept tokens without ``typ``.
+    allow_missing_typ: bool = False
+    #: Accept tokens carrying ID-token claims (``nonce``, ``at_hash``, ``c_hash``).
+    allow_id_token_claims: bool = False
+    #: More ``aud`` values that name this resource at this issuer (an app id URI).
+    audience_aliases: tuple[str, ...] = ()
+    #: Claims whose values count as scopes too (``roles``; ``/realm_access/roles``).
+    role_claims: tuple[str, ...] = ()
 
     def issuer_config(self, default_audience: str) -> IssuerConfig:
         """Raises: ConfigError: an algorithm is not allowed."""
@@ -100,6 +114,11 @@ class IssuerEntry(_Strict):
             scope_claim=self.scope_claim,
             client_id_claim=self.client_id_claim,
             required_typ=self.required_typ,
+            accepted_typs=frozenset(self.accepted_typs),
+            allow_missing_typ=self.allow_missing_typ,
+            allow_id_token_claims=self.allow_id_token_claims,
+            audience_aliases=frozenset(self.audience_aliases),
+            role_claims=self.role_claims,
         )
 
 
@@ -206,7 +225,8 @@ class AuthConfig(_Strict):
     #: and Protected Resource Metadata (RFC 9728) advertises it.
     resource: str
     #: The external base URL clients use (``https://mcp.example.com``): DPoP ``htu`` is
-    #: checked against it and metadata URLs are built from it. Default: from the request.
+    #: checked against it and metadata URLs are built from it. Default: the listener's
+    #: own address (required with DPoP on a non-loopback listener; never the Host header).
     public_url: str | None = None
     authorization_servers: tuple[str, ...] = ()
     scopes_supported: tuple[str, ...] = ()
@@ -220,8 +240,14 @@ class AuthConfig(_Strict):
     max_clock_skew_seconds: float = Field(60.0, ge=0, le=300)
     #: 421 tells a prober nothing; 401 + WWW-Authenticate serves OAuth discovery.
     failure_status: Literal[401, 421] = 421
-    #: Every authentication failure is answered no sooner than this (timing parity).
+    #: Every authentication failure is answered no sooner than this after the request
+    #: arrived (timing parity); a JWKS refetch for an unknown ``kid`` waits at most 60%
+    #: of it.
     failure_floor_ms: float = Field(50.0, ge=0, le=5000)
+    #: What Protected Resource Metadata reveals: ``full``, ``minimal`` (``resource`` and
+    #: ``authorization_servers`` only) or ``off`` (answered like an unknown path).
+    #: Default: ``full`` when any route answers 401, else ``off``.
+    metadata_exposure: Literal["full", "minimal", "off"] | None = None
     replay_store: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "wardgate:"
@@ -238,6 +264,29 @@ class AuthConfig(_Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
             raise ValueError("must be an absolute http(s) URL without a fragment")
         return value.rstrip("/")
+
+    def check_listener(self, loopback: bool) -> None:
+        """What the listener's address demands of this section (``GatewayConfig`` calls it).
+
+        Raises:
+            ValueError: DPoP (or 401 challenges) on a non-loopback listener without
+                ``public_url``: a proof's ``htu`` must be checked against, and a challenge
+                must name, the URL clients use, which only the operator knows (the
+                ``Host`` header is the client's to choose).
+        """
+        if self.public_url is not None or loopback:
+            return
+        if self.dpop:
+            raise ValueError(
+                "auth.public_url is required when DPoP is on and the listener is not on "
+                "loopback (proofs are checked against it, never the Host header); set "
+                "auth.public_url, or auth.dpop = false"
+            )
+        if self.failure_status == 401:
+            raise ValueError(
+                "auth.public_url is required for failure_status = 401 on a non-loopback "
+                "listener: the challenge names the metadata URL clients must reach"
+            )
 
     @model_validator(mode="after")
     def _something_to_check(self) -> AuthConfig:

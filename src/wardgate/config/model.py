@@ -50,6 +50,26 @@ class ServerConfig(_Strict):
     allow_anonymous: bool = False
     #: How long one write of a stream event may wait for a client that stopped reading.
     client_send_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Listener bounds (edge/listener.py). Strict: ``true`` is not a number, "5" is not one.
+    #: The whole request head must arrive within this (from accept, or the next request's
+    #: first byte on a keep-alive connection).
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300, strict=True)
+    #: The whole request body must arrive within this, from the end of the head.
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600, strict=True)
+    #: Request line and header fields, in bytes (431 beyond).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024, strict=True)
+    #: Header fields in one request (431 beyond).
+    max_headers: int = Field(100, ge=8, le=10_000, strict=True)
+    #: Open connections; at the cap a new one displaces the longest-waiting idle one.
+    max_connections: int = Field(1000, ge=1, le=1_000_000, strict=True)
+    #: Open connections from one client address (unset: no per-address cap).
+    max_connections_per_ip: int | None = Field(None, ge=1, le=1_000_000, strict=True)
+    #: Idle time allowed between requests on a keep-alive connection.
+    keepalive_timeout_seconds: float = Field(5.0, gt=0, le=3600, strict=True)
+    #: Requests served on one connection before it is closed.
+    max_requests_per_connection: int = Field(1000, ge=1, le=10_000_000, strict=True)
+    #: On SIGTERM/SIGINT, calls in flight get this long to finish before they are cut.
+    shutdown_drain_seconds: float = Field(10.0, ge=0, le=3600, strict=True)
 
     @field_validator("host")
     @classmethod
@@ -98,6 +118,12 @@ class StdioUpstreamConfig(_UpstreamBase):
     #: How the process is isolated. ``insecure-none`` runs it unsandboxed and must be
     #: chosen explicitly; the real sandboxes arrive with their own issue.
     sandbox: Literal["insecure-none"]
+    #: Most processes this upstream may run at once: shared (stateless) processes plus
+    #: one per handshake-era session. Past it, the least recently used idle shared
+    #: process is stopped, else the call is refused (``wardgate.upstream_busy``).
+    max_processes: int = Field(16, ge=1, le=4096, strict=True)
+    #: A shared process with no call for this long is stopped (restarted when needed).
+    idle_seconds: float = Field(300.0, gt=0, le=86_400, strict=True)
 
 
 def _check_url(value: str) -> str:
@@ -148,6 +174,9 @@ class RouteConfig(_Strict):
     separator: str = Field("__", pattern=r"^[A-Za-z0-9_.-]{1,4}$")
     tools: ToolAccessConfig = ToolAccessConfig()
     auth: RouteAuthConfig = RouteAuthConfig()
+    #: Who may share a stdio server process on stateless calls: ``principal``,
+    #: ``tenant`` (per principal when no tenant is known) or ``shared`` (everyone).
+    isolation: Literal["principal", "tenant", "shared"] = "tenant"
 
     @model_validator(mode="after")
     def _prefixes_known(self) -> RouteConfig:
@@ -178,6 +207,8 @@ class GatewayConfig(_Strict):
                 "serving on a non-loopback address needs an [auth] section "
                 "(or server.allow_anonymous = true, which lets anyone call every tool)"
             )
+        if self.auth is not None:
+            self.auth.check_listener(self.server.loopback)
         for name, route in self.routes.items():
             for upstream in route.upstreams:
                 if upstream not in self.upstreams:

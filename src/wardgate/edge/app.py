@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 from wardgate.core.context import CallContext, TlsFacts, TraceContext, Transport, new_decision_id
 from wardgate.edge.asgi import Receive, Scope, Send, header_map, send_json
-from wardgate.edge.auth import PRM_PATH, EdgeAuth
+from wardgate.edge.auth import EdgeAuth, is_metadata_path
 from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
@@ -47,6 +47,8 @@ class EdgeApp:
         self._only = next(iter(self._mcp.values())) if len(self._mcp) == 1 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # First thing: a refusal's floor counts from the request's arrival.
+        arrived_ns = time.perf_counter_ns()
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
@@ -54,7 +56,7 @@ class EdgeApp:
             return
         decision_id = new_decision_id()
         try:
-            await self._dispatch(scope, receive, send, decision_id)
+            await self._dispatch(scope, receive, send, decision_id, arrived_ns)
         except Exception:
             # Never a stack trace to the client: log it under the decision id.
             log.exception("unhandled error", extra={"decision_id": decision_id})
@@ -73,7 +75,9 @@ class EdgeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, decision_id: str) -> None:
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, decision_id: str, arrived_ns: int
+    ) -> None:
         headers = header_map(scope)
         path: str = scope["path"]
         if path == "/healthz" and scope["method"] == "GET":
@@ -88,8 +92,13 @@ class EdgeApp:
         if path == JWE_KEYS_PATH and self._jwe is not None and scope["method"] == "GET":
             await send_json(send, 200, self._jwe.public_jwks())
             return
-        if self._auth is not None and path.startswith(PRM_PATH) and scope["method"] == "GET":
-            await self._metadata(send, path, decision_id)
+        if (
+            self._auth is not None
+            and is_metadata_path(path)
+            and scope["method"] == "GET"
+            and self._auth.metadata_exposure != "off"
+        ):
+            await self._metadata(send)
             return
         kind, _, name = path.strip("/").partition("/")
         if "/" in name:
@@ -98,7 +107,7 @@ class EdgeApp:
             endpoint = self._mcp.get(name) if name else self._only
             if endpoint is not None:
                 principal = await self._authenticate(
-                    scope, send, headers, endpoint.route.name, decision_id
+                    scope, send, headers, endpoint.route.name, decision_id, arrived_ns
                 )
                 if principal is None:
                     return
@@ -106,7 +115,9 @@ class EdgeApp:
                 await endpoint(scope, receive, send, headers, ctx)
                 return
         elif kind in ("sse", "messages") and name in self._legacy:
-            principal = await self._authenticate(scope, send, headers, name, decision_id)
+            principal = await self._authenticate(
+                scope, send, headers, name, decision_id, arrived_ns
+            )
             if principal is None:
                 return
             ctx = self._context(scope, headers, name, decision_id, principal, "sse")
@@ -114,9 +125,8 @@ class EdgeApp:
             return
         if self._auth is not None:
             # Unknown paths look exactly like failed authentication: nothing to map out.
-            started = time.perf_counter()
             failure = AuthenticationFailed(f"no route at {path!r}")
-            await self._auth.refuse(send, None, scope, headers, decision_id, started, failure)
+            await self._auth.refuse(send, None, scope, headers, decision_id, arrived_ns, failure)
             return
         await self._refuse(send, 404, "Not found", decision_id)
 
@@ -143,23 +153,26 @@ class EdgeApp:
         )
 
     async def _authenticate(
-        self, scope: Scope, send: Send, headers: dict[str, str], route: str, decision_id: str
+        self,
+        scope: Scope,
+        send: Send,
+        headers: dict[str, str],
+        route: str,
+        decision_id: str,
+        arrived_ns: int,
     ) -> Principal | None:
         if self._auth is None:
             return ANONYMOUS
-        started = time.perf_counter()
         try:
             return await self._auth.authenticate(scope, headers)
         except AuthenticationFailed as failure:
-            await self._auth.refuse(send, route, scope, headers, decision_id, started, failure)
+            await self._auth.refuse(send, route, scope, headers, decision_id, arrived_ns, failure)
             return None
 
-    async def _metadata(self, send: Send, path: str, decision_id: str) -> None:
+    async def _metadata(self, send: Send) -> None:
+        # One document for the root and for every path under it, existing route or
+        # not: a prober cannot list routes by asking for their metadata.
         assert self._auth is not None
-        rest = path[len(PRM_PATH) :].strip("/")
-        if rest and not (rest.startswith("mcp/") and rest[4:] in self._mcp):
-            await self._refuse(send, 404, "Not found", decision_id)
-            return
         headers = [(b"cache-control", b"public, max-age=3600")]
         await send_json(send, 200, self._auth.metadata(), headers)
 

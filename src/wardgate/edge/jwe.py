@@ -3,19 +3,19 @@
 Off by default. When a deployment turns it on, a client POSTs ``Content-Type:
 application/jose`` with a compact JWE of the JSON-RPC message, encrypted with ``ECDH-ES``
 (direct key agreement) and ``A256GCM`` to the gateway's long-lived key. The gateway answers
-with a compact JWE encrypted the same way to the *client's* ephemeral key, the ``epk`` of the
-request, so the gateway keeps no per-client state. See ``docs/jwe.md``.
+with a nested JWS-in-JWE: the response is signed by the gateway's signing key and bound to
+the request (``jwe_signing``), then encrypted the same way to the *client's* ephemeral key,
+the ``epk`` of the request, so the gateway keeps no per-client state and an intermediary
+that saw the ``epk`` cannot forge a response. See ``docs/jwe.md``.
 
 Everything the gateway refuses raises one error::
 
     ProtocolError                      wardgate.protocol        -32600  400
     └── JweError                       wardgate.jwe             -32600  400
 
-Key loading raises ``ConfigError`` naming the file. The JOSE work is joserfc's; the one
-exception is :meth:`ClientJwe.encrypt_request`, which must keep its ephemeral private key,
-and joserfc's public API does not hand that key back. It therefore does the RFC 7518 §4.6
-key agreement itself with cryptography's ECDH/X25519, ``ConcatKDFHash`` and ``AESGCM``;
-the gateway side decrypts with joserfc, and the tests check both sides agree.
+Key loading raises ``ConfigError`` naming the file. The JOSE work is joserfc's; the client
+helper (``jwe_client.ClientJwe``) does its own key agreement, and the tests check both
+sides agree.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import base64
 import json
 import os
 import re
-import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,16 +31,16 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
 
+from wardgate.edge.jwe_signing import (
+    ResponseSigner,
+)
 from wardgate.errors import ConfigError, ProtocolError
 
 __all__ = [
@@ -50,13 +49,14 @@ __all__ = [
     "CTY",
     "DEFAULT_MAX_BYTES",
     "ENC",
-    "ClientJwe",
+    "NESTED_CTY",
     "Curve",
     "CurveKey",
     "DecryptedRequest",
     "GatewayJweKey",
     "JweError",
     "ReplyKey",
+    "ResponseSigner",
     "decrypt_request",
     "encrypt_response",
 ]
@@ -65,8 +65,10 @@ __all__ = [
 CONTENT_TYPE: Final = "application/jose"
 ALG: Final = "ECDH-ES"
 ENC: Final = "A256GCM"
-#: ``cty`` of every message: the plaintext is UTF-8 JSON-RPC.
+#: ``cty`` of every request: the plaintext is UTF-8 JSON-RPC.
 CTY: Final = "application/json"
+#: ``cty`` of every response: the plaintext is the gateway's compact JWS (RFC 7515 §9.2).
+NESTED_CTY: Final = "JOSE"
 #: Same as ``[server] max_body_bytes``' default.
 DEFAULT_MAX_BYTES: Final = 4 * 1024 * 1024
 
@@ -92,15 +94,16 @@ class JweError(ProtocolError):
 
 
 class GatewayJweKey:
-    """The gateway's long-lived private key agreement key (P-256 or X25519).
+    """The gateway's long-lived private key agreement key (P-256 or X25519), and the
+    key that signs its responses (configured, or derived from this one).
 
     Its ``repr`` shows the ``kid`` only, never key material.
     """
 
-    __slots__ = ("_key", "curve", "kid")
+    __slots__ = ("_key", "curve", "kid", "signer")
 
-    def __init__(self, key: CurveKey) -> None:
-        """Wrap a private joserfc key.
+    def __init__(self, key: CurveKey, signer: ResponseSigner | None = None) -> None:
+        """Wrap a private joserfc key; ``signer`` defaults to one derived from it.
 
         Raises:
             ConfigError: the key is public only or on an unsupported curve.
@@ -114,6 +117,8 @@ class GatewayJweKey:
         self.curve: str = curve
         #: RFC 7638 thumbprint; clients put it in the request's ``kid``.
         self.kid: str = key.thumbprint()
+        #: Signs every response before it is encrypted.
+        self.signer: ResponseSigner = signer or ResponseSigner.derive(key)
 
     @classmethod
     def generate(cls, curve: Curve = "P-256") -> GatewayJweKey:
@@ -121,13 +126,19 @@ class GatewayJweKey:
         return cls(_generate(curve))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> GatewayJweKey:
-        """Load an unencrypted PEM (PKCS#8 or SEC1) private key from ``path``.
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        signing_key_file: str | os.PathLike[str] | None = None,
+    ) -> GatewayJweKey:
+        """Load an unencrypted PEM (PKCS#8 or SEC1) private key from ``path``, and the
+        response signing key (EC P-256 or Ed25519) from ``signing_key_file`` if given.
 
         Raises:
-            ConfigError: the file is unreadable, not a PEM private key, encrypted,
-                or not a P-256 / X25519 key. The detail names the file.
+            ConfigError: a file is unreadable, not a PEM private key, encrypted,
+                or not a key of the right kind. The detail names the file.
         """
+        signer = ResponseSigner.load(signing_key_file) if signing_key_file else None
         try:
             pem = Path(path).read_bytes()
         except OSError as exc:
@@ -137,18 +148,18 @@ class GatewayJweKey:
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise ConfigError(f"{path}: not an unencrypted PEM private key") from exc
         if isinstance(private, EllipticCurvePrivateKey) and isinstance(private.curve, SECP256R1):
-            return cls(ECKey.import_key(private))
+            return cls(ECKey.import_key(private), signer)
         if isinstance(private, X25519PrivateKey):
-            return cls(OKPKey.import_key(private))
+            return cls(OKPKey.import_key(private), signer)
         raise ConfigError(f"{path}: JWE key must be EC P-256 or X25519")
 
     def public_jwk(self) -> dict[str, Any]:
-        """The public key as a JWK with ``use``, ``alg`` and ``kid``."""
+        """The public encryption key as a JWK with ``use``, ``alg`` and ``kid``."""
         return _public_members(self._key) | {"use": "enc", "alg": ALG, "kid": self.kid}
 
     def public_jwks(self) -> dict[str, Any]:
-        """The public key as a JWK Set, ready to publish."""
-        return {"keys": [self.public_jwk()]}
+        """The encryption and the signing key as a JWK Set, ready to publish."""
+        return {"keys": [self.public_jwk(), self.signer.public_jwk()]}
 
     def __repr__(self) -> str:
         return f"GatewayJweKey(curve={self.curve!r}, kid={self.kid!r})"
@@ -156,9 +167,11 @@ class GatewayJweKey:
 
 @dataclass(frozen=True)
 class ReplyKey:
-    """The client's ephemeral public key from a request's ``epk``; responses go to it."""
+    """The client's ephemeral public key from a request's ``epk``; responses go to it,
+    signed by ``signer`` and bound to this key."""
 
     key: CurveKey = field(repr=False)
+    signer: ResponseSigner = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -191,87 +204,21 @@ def decrypt_request(
         result = jwe.decrypt_compact(body, key._key, registry=_registry(max_bytes))
     if result.plaintext is None:  # joserfc always sets it on success
         raise JweError("JWE decrypted to nothing")
-    return DecryptedRequest(plaintext=result.plaintext, reply_key=ReplyKey(epk))
+    return DecryptedRequest(plaintext=result.plaintext, reply_key=ReplyKey(epk, key.signer))
 
 
 def encrypt_response(plaintext: bytes, reply_key: ReplyKey) -> str:
-    """Encrypt a response body (or one SSE event's data) to the requester's ephemeral key.
+    """Sign a response body (or one SSE event's data) with the gateway's key, bound to
+    the request's ephemeral key, then encrypt that JWS to the same key.
 
-    ECDH-ES makes a fresh gateway-side ephemeral key for every call.
+    ECDH-ES makes a fresh gateway-side ephemeral key for every call; the signature is
+    what tells the client the gateway, not whoever saw the request, wrote it.
     """
-    protected = {"alg": ALG, "enc": ENC, "cty": CTY}
-    return jwe.encrypt_compact(protected, plaintext, reply_key.key, registry=_registry(None))
-
-
-class ClientJwe:
-    """The client side, for tests and for users: encrypt requests, decrypt responses."""
-
-    __slots__ = ("_gateway", "curve", "kid")
-
-    def __init__(self, gateway_public_jwk: Mapping[str, Any]) -> None:
-        """Use the gateway key ``gateway_public_jwk``, one entry of its published JWKS.
-
-        Raises:
-            JweError: the JWK is not a P-256 / X25519 encryption key for ECDH-ES.
-        """
-        jwk = dict(gateway_public_jwk)
-        if jwk.get("use", "enc") != "enc" or jwk.get("alg", ALG) != ALG:
-            raise JweError("gateway JWK is not an ECDH-ES encryption key")
-        curve = jwk.get("crv")
-        if not isinstance(curve, str) or _KTY.get(curve) != jwk.get("kty"):
-            raise JweError("gateway JWK must be EC P-256 or OKP X25519")
-        with _jose_errors():
-            self._gateway = _import_epk(jwk, curve)
-        self.curve: str = curve
-        self.kid: str = self._gateway.thumbprint()
-
-    def encrypt_request(self, plaintext: bytes) -> tuple[str, CurveKey]:
-        """Encrypt ``plaintext`` to the gateway.
-
-        Returns the compact JWE and the ephemeral private key; keep the key until the
-        response has been decrypted, then drop it.
-        """
-        ephemeral = _generate(self.curve)
-        epk = _public_members(ephemeral)
-        header = {"alg": ALG, "enc": ENC, "cty": CTY, "kid": self.kid, "epk": epk}
-        cek = _concat_kdf(_agree(ephemeral, self._gateway), ENC, 256)
-        protected = _b64(json.dumps(header, separators=(",", ":")).encode())
-        iv = os.urandom(_IV_BYTES)
-        sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
-        ciphertext, tag = sealed[:-_TAG_BYTES], sealed[-_TAG_BYTES:]
-        # Direct key agreement: the encrypted-key segment is empty.
-        compact = ".".join([protected, "", _b64(iv), _b64(ciphertext), _b64(tag)])
-        return compact, ephemeral
-
-    def decrypt_response(
-        self,
-        compact: str | bytes,
-        ephemeral_private_key: CurveKey,
-        *,
-        max_bytes: int | None = None,
-    ) -> bytes:
-        """Decrypt a gateway response with the ephemeral key of the request it answers.
-
-        Raises:
-            JweError: malformed, refused header, or not encrypted to this ephemeral key.
-        """
-        body = compact.encode("ascii", "replace") if isinstance(compact, str) else compact
-        if max_bytes is not None and len(body) > max_bytes:
-            raise JweError(f"JWE body of {len(body)} bytes exceeds the {max_bytes}-byte limit")
-        with _jose_errors():
-            _check_header(_parse_compact(body), _RESPONSE_HEADER, ephemeral_private_key.curve_name)
-            result = jwe.decrypt_compact(body, ephemeral_private_key, registry=_registry(None))
-        if result.plaintext is None:  # joserfc always sets it on success
-            raise JweError("JWE decrypted to nothing")
-        return result.plaintext
-
-
-def _concat_kdf(z: bytes, enc: str, key_bits: int, apu: bytes = b"", apv: bytes = b"") -> bytes:
-    """RFC 7518 §4.6.2 key derivation for ECDH-ES direct key agreement."""
-    other_info = b"".join(
-        [_length_prefixed(enc.encode()), _length_prefixed(apu), _length_prefixed(apv)]
-    ) + struct.pack(">I", key_bits)
-    return ConcatKDFHash(hashes.SHA256(), key_bits // 8, other_info).derive(z)
+    signed = reply_key.signer.sign(plaintext, reply_key.key.thumbprint())
+    protected = {"alg": ALG, "enc": ENC, "cty": NESTED_CTY}
+    return jwe.encrypt_compact(
+        protected, signed.encode("ascii"), reply_key.key, registry=_registry(None)
+    )
 
 
 @contextmanager
@@ -303,7 +250,9 @@ def _parse_compact(body: bytes) -> dict[str, Any]:
     return header
 
 
-def _check_header(header: Mapping[str, Any], allowed: frozenset[str], curve: str) -> None:
+def _check_header(
+    header: Mapping[str, Any], allowed: frozenset[str], curve: str, *, cty: str = CTY
+) -> None:
     if "zip" in header:
         raise JweError("JWE compression (zip) is refused")
     extra = sorted(set(header) - allowed)
@@ -311,8 +260,8 @@ def _check_header(header: Mapping[str, Any], allowed: frozenset[str], curve: str
         raise JweError(f"JWE header has refused members {extra}")
     if header.get("alg") != ALG or header.get("enc") != ENC:
         raise JweError(f"JWE alg/enc must be {ALG}/{ENC}")
-    if header.get("cty") != CTY:
-        raise JweError(f"JWE cty must be {CTY}")
+    if header.get("cty") != cty:
+        raise JweError(f"JWE cty must be {cty}")
     epk = header.get("epk")
     if not isinstance(epk, dict) or epk.get("kty") != _KTY[curve] or epk.get("crv") != curve:
         raise JweError(f"JWE epk must be a {curve} public key")
@@ -327,14 +276,6 @@ def _import_epk(jwk: Mapping[str, Any], curve: str) -> CurveKey:
             raise JweError("X25519 public key must be 32 bytes")
         return OKPKey.import_key({"kty": "OKP", "crv": curve, "x": jwk["x"]})
     return ECKey.import_key({"kty": "EC", "crv": curve, "x": jwk["x"], "y": jwk["y"]})
-
-
-def _agree(private: CurveKey, public: CurveKey) -> bytes:
-    if isinstance(private, ECKey) and isinstance(public, ECKey):
-        return private.exchange_derive_key(public)
-    if isinstance(private, OKPKey) and isinstance(public, OKPKey):
-        return private.exchange_derive_key(public)
-    raise JweError("keys are of different types")
 
 
 def _generate(curve: str) -> CurveKey:
@@ -367,14 +308,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(keys) != len(set(keys)):
         raise JweError("JWE header repeats a member")
     return dict(pairs)
-
-
-def _length_prefixed(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _unb64(segment: str) -> bytes:

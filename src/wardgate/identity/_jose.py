@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Collection
 from typing import Any
 
@@ -14,8 +13,9 @@ from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry, deserialize_compact
 
 from wardgate.errors import AuthenticationFailed
+from wardgate.net.fetch import loads_strict
 
-__all__ = ["b64url_sha256", "split_unverified", "verify_signature"]
+__all__ = ["b64url_sha256", "loads_strict", "split_unverified", "verify_signature"]
 
 MAX_JWT_BYTES = 16 * 1024
 
@@ -28,9 +28,9 @@ def b64url_sha256(data: bytes) -> str:
 def _b64_json(segment: str, what: str, label: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
-        raise AuthenticationFailed(f"{label}: {what} is not base64url JSON") from exc
+        value = loads_strict(raw)
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        raise AuthenticationFailed(f"{label}: {what} is not base64url strict JSON ({exc})") from exc
     if not isinstance(value, dict):
         raise AuthenticationFailed(f"{label}: {what} is not a JSON object")
     return value
@@ -69,9 +69,9 @@ def verify_signature(
     except JoseError as exc:
         raise AuthenticationFailed(f"{label}: signature rejected ({exc.error}: {exc})") from exc
     try:
-        claims = json.loads(obj.payload)
-    except ValueError as exc:
-        raise AuthenticationFailed(f"{label}: payload is not JSON") from exc
+        claims = loads_strict(obj.payload)
+    except (ValueError, RecursionError) as exc:
+        raise AuthenticationFailed(f"{label}: payload is not strict JSON ({exc})") from exc
     if not isinstance(claims, dict):
         raise AuthenticationFailed(f"{label}: payload is not a JSON object")
     return claims

@@ -52,6 +52,8 @@ class AuthRequest:
         dpop: the ``DPoP`` header value, or None (several headers joined by ``,``).
         peer_certificate: the TLS client certificate in DER, already verified by
             the TLS layer, or None.
+        alternate_urls: other spellings of ``url`` a DPoP ``htu`` may name (the
+            loopback names of a loopback listener); never taken from the request.
     """
 
     method: str
@@ -59,6 +61,7 @@ class AuthRequest:
     authorization: str | None = None
     dpop: str | None = None
     peer_certificate: bytes | None = None
+    alternate_urls: tuple[str, ...] = ()
 
 
 class AuthenticatorLike(Protocol):
@@ -191,7 +194,10 @@ class Authenticator:
         if "," in proof:
             raise AuthenticationFailed("dpop: more than one DPoP header")
         proof_jkt = await self._dpop.verify(
-            proof.strip(), method=request.method, url=request.url, access_token=token
+            proof.strip(),
+            method=request.method,
+            url=(request.url, *request.alternate_urls),
+            access_token=token,
         )
         if not hmac.compare_digest(proof_jkt, jkt):
             raise AuthenticationFailed("dpop: proof key does not match cnf.jkt")

@@ -6,23 +6,73 @@ own :class:`~wardgate.errors.AuthenticationFailed`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["CNF_METHODS", "ClaimError", "confirmation", "scopes", "tenant"]
+__all__ = [
+    "CNF_METHODS",
+    "MAX_TIME",
+    "ClaimError",
+    "claim_value",
+    "confirmation",
+    "scopes",
+    "tenant",
+    "time_claim",
+]
 
 #: Confirmation methods we can check (RFC 9449 DPoP, RFC 8705 certificate-bound).
 CNF_METHODS = frozenset({"jkt", "x5t#S256"})
+
+
+#: The largest time claim believed: 9999-12-31T23:59:59Z. Beyond it a float loses
+#: whole seconds, and ``10**400`` would overflow ``float()``.
+MAX_TIME = 253_402_300_799
 
 
 class ClaimError(ValueError):
     """A claim is missing or malformed."""
 
 
+def time_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    """A NumericDate (``exp``, ``nbf``, ``iat``): a finite number of seconds, 0..MAX_TIME.
+
+    ``true`` (a bool is an int in Python), strings, NaN, infinities and huge integers
+    are all refused, never coerced: an ``exp`` that cannot be compared never expires.
+
+    Raises:
+        ClaimError: missing when required, or not such a number.
+    """
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise ClaimError(f"missing {name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ClaimError(f"{name} is not a number")
+    # Compare before float(): float(10**400) raises OverflowError.
+    if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= MAX_TIME:
+        raise ClaimError(f"{name} is out of range")
+    return float(value)
+
+
+def claim_value(claims: Mapping[str, Any], claim: str) -> Any:
+    """A top-level claim, or with a leading ``/`` an RFC 6901 JSON Pointer into claims."""
+    if not claim.startswith("/"):
+        return claims.get(claim)
+    value: Any = claims
+    for token in claim[1:].split("/"):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(token.replace("~1", "/").replace("~0", "~"))
+    return value
+
+
 def scopes(claims: Mapping[str, Any], claim: str) -> frozenset[str]:
-    """Scopes from a space-separated string or a list of strings."""
-    value = claims.get(claim)
+    """Scopes from a space-separated string or a list of strings (``claim`` as in
+    :func:`claim_value`)."""
+    value = claim_value(claims, claim)
     if value is None:
         return frozenset()
     if isinstance(value, str):

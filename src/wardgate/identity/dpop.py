@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +24,7 @@ from joserfc.jwk import JWKRegistry, Key
 
 from wardgate.errors import AuthenticationFailed, ConfigError
 from wardgate.identity._jose import b64url_sha256, split_unverified, verify_signature
+from wardgate.identity.claims import ClaimError, time_claim
 from wardgate.identity.issuer import ASYMMETRIC_ALGORITHMS
 from wardgate.state.store import Clock, StateStore
 
@@ -176,8 +178,13 @@ class DpopVerifier:
         self._clock = clock
         self._prefix = key_prefix
 
-    async def verify(self, proof: str, *, method: str, url: str, access_token: str | None) -> str:
+    async def verify(
+        self, proof: str, *, method: str, url: str | Sequence[str], access_token: str | None
+    ) -> str:
         """Verify one proof for this request and return its key's RFC 7638 thumbprint.
+
+        ``url`` is the request's URL as the gateway knows it (its configured public
+        URL), or several equivalent spellings of it; ``htu`` must name one of them.
 
         ``access_token`` is required for a resource request (``ath`` is then checked);
         the caller compares the returned thumbprint with the token's ``cnf.jkt``.
@@ -202,8 +209,10 @@ class DpopVerifier:
         if htm != method:
             raise _fail(f"htm {htm!r} does not match method {method!r}")
         htu = claims.get("htu")
-        if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(url):
-            raise _fail(f"htu {htu!r} does not match {normalize_htu(url)!r}")
+        urls = [url] if isinstance(url, str) else list(url)
+        targets = {normalize_htu(u) for u in urls}
+        if not isinstance(htu, str) or normalize_htu(htu) not in targets:
+            raise _fail(f"htu {htu!r} does not match {normalize_htu(urls[0])!r}")
         self._check_iat(claims)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
@@ -240,9 +249,11 @@ class DpopVerifier:
             raise _fail(f"unusable jwk: {exc}") from exc
 
     def _check_iat(self, claims: dict[str, Any]) -> None:
-        iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, int | float):
-            raise _fail("iat missing or not a number")
+        try:
+            iat = time_claim(claims, "iat", required=True)
+        except ClaimError as exc:
+            raise _fail(f"iat: {exc}") from None
+        assert iat is not None
         now = self._clock()
         if iat > now + self._config.max_clock_skew:
             raise _fail(f"iat {iat} is in the future (now {now:.0f})")

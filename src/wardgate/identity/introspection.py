@@ -131,12 +131,10 @@ def _fail(reason: str) -> AuthenticationFailed:
 
 
 def _number(answer: Mapping[str, Any], name: str) -> float | None:
-    value = answer.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(f"{name} is not a number")
-    return float(value)
+    try:
+        return claim_rules.time_claim(answer, name, required=False)
+    except claim_rules.ClaimError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _basic(client_id: str, secret: Secret) -> str:
@@ -166,6 +164,8 @@ class IntrospectionVerifier:
             raise ConfigError("auth.max_clock_skew_seconds must be within 0..300 seconds")
         self._cfg = config
         self._audience = canonical_resource(config.audience)
+        if not self._audience:
+            raise ConfigError("auth.introspection.audience is not a usable resource identifier")
         policy = FetchPolicy(
             timeout_seconds=config.timeout_seconds,
             max_bytes=MAX_ANSWER_BYTES,
@@ -273,6 +273,7 @@ class IntrospectionVerifier:
         nbf = _number(answer, "nbf")
         if nbf is not None and now < nbf - self._skew:
             raise _fail(f"not valid before {nbf:.0f} (now {now:.0f})")
+        _number(answer, "iat")  # unused, but a malformed one means a malformed answer
         self._check_audience(answer)
 
         client_id = self._string(answer, cfg.client_id_claim)

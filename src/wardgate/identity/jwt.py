@@ -16,7 +16,7 @@ from typing import Any
 from wardgate.errors import AuthenticationFailed, ConfigError
 from wardgate.identity import claims as claim_rules
 from wardgate.identity._jose import split_unverified, verify_signature
-from wardgate.identity.issuer import IssuerConfig, canonical_resource
+from wardgate.identity.issuer import IssuerConfig, normalize_typ
 from wardgate.identity.jwks import JwksCache
 from wardgate.net.fetch import FetchPolicy, SafeFetcher
 from wardgate.state.store import Clock
@@ -45,14 +45,14 @@ def _fail(reason: str) -> AuthenticationFailed:
 
 
 def _number(claims: Mapping[str, Any], name: str, *, required: bool) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        if required:
-            raise _fail(f"missing {name}")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(f"{name} is not a number")
-    return float(value)
+    try:
+        return claim_rules.time_claim(claims, name, required=required)
+    except claim_rules.ClaimError as exc:
+        raise _fail(str(exc)) from None
+
+
+#: Claims only an ID token carries (OIDC Core §2, §3.1.3.6, §3.3.2.11).
+_ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "s_hash")
 
 
 class JwtVerifier:
@@ -71,13 +71,16 @@ class JwtVerifier:
         max_clock_skew: float = 60.0,
         jwks_ttl_seconds: float = 300.0,
         jwks_min_refetch_seconds: float = 30.0,
+        jwks_max_wait_seconds: float = 2.0,
         jwks_clock: Clock = time.monotonic,
         cache_size: int = 10_000,
     ) -> None:
         """Build the verifier; no I/O until :meth:`start`.
 
         ``clock`` is wall-clock time (``exp``/``nbf``/``iat``); ``jwks_clock`` is
-        monotonic time for key-cache ages.
+        monotonic time for key-cache ages. ``jwks_max_wait_seconds`` bounds how long a
+        request with an unknown ``kid`` waits for a refetch (keep it under the edge's
+        failure floor, so a slow IdP cannot be seen in the refusal's timing).
 
         Raises:
             ConfigError: no issuers, a duplicated issuer, or a bad skew/cache size.
@@ -101,6 +104,7 @@ class JwtVerifier:
                 self._fetcher,
                 ttl_seconds=jwks_ttl_seconds,
                 min_refetch_seconds=jwks_min_refetch_seconds,
+                max_wait_seconds=jwks_max_wait_seconds,
                 clock=jwks_clock,
             )
             for name, cfg in self._issuers.items()
@@ -125,8 +129,10 @@ class JwtVerifier:
             await cache.start()
 
     async def aclose(self) -> None:
-        """Release the fetcher (if owned) and forget cached tokens."""
+        """Stop the key refreshes, release the fetcher (if owned), forget cached tokens."""
         self._cache.clear()
+        for cache in self._keys.values():
+            await cache.aclose()
         if self._owns_fetcher:
             await self._fetcher.aclose()
 
@@ -165,18 +171,41 @@ class JwtVerifier:
 
     @staticmethod
     def _check_typ(header: Mapping[str, Any], cfg: IssuerConfig) -> None:
+        """Only what is declared an access token passes (RFC 8725 §3.11: explicit typing)."""
         typ = header.get("typ")
-        if typ is not None and not isinstance(typ, str):
+        if typ is None:
+            if cfg.allow_missing_typ and cfg.required_typ is None:
+                return
+            raise _fail("typ missing (not declared an access token)")
+        if not isinstance(typ, str):
             raise _fail("typ is not a string")
-        norm = typ.lower().removeprefix("application/") if typ else None
+        norm = normalize_typ(typ)
         if norm == "dpop+jwt":
             raise _fail("a DPoP proof is not an access token")
-        if cfg.required_typ is not None and norm != cfg.required_typ.lower():
-            raise _fail(f"typ {typ!r} is not {cfg.required_typ!r}")
+        if cfg.required_typ is not None:
+            if norm != normalize_typ(cfg.required_typ):
+                raise _fail(f"typ {typ!r} is not {cfg.required_typ!r}")
+        elif norm not in cfg.accepted_typs:
+            raise _fail(f"typ {typ[:40]!r} is not an access token's")
+
+    @staticmethod
+    def _check_not_id_token(claims: Mapping[str, Any], cfg: IssuerConfig) -> None:
+        """Refuse what looks like an ID token: a client must never log in to us with one."""
+        if cfg.allow_id_token_claims:
+            return
+        found = [c for c in _ID_TOKEN_CLAIMS if c in claims]
+        if found:
+            raise _fail(f"carries {found} (an ID token, not an access token)")
+        # Keycloak's own payload ``typ`` and Cognito's ``token_use`` say what a token is.
+        for name, id_value in (("typ", "id"), ("token_use", "id")):
+            value = claims.get(name)
+            if isinstance(value, str) and value.lower() == id_value:
+                raise _fail(f"claim {name}={value!r} (an ID token, not an access token)")
 
     def _check_claims(self, claims: dict[str, Any], cfg: IssuerConfig, now: float) -> VerifiedToken:
         if claims.get("iss") != cfg.issuer:
             raise _fail("verified iss differs")
+        self._check_not_id_token(claims, cfg)
         exp = _number(claims, "exp", required=True)
         assert exp is not None
         if now >= exp + self._skew:
@@ -192,7 +221,7 @@ class JwtVerifier:
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
         if not auds or not all(isinstance(a, str) for a in auds):
             raise _fail("aud missing or malformed")
-        if cfg.canonical_audience not in {canonical_resource(a) for a in auds}:
+        if not any(cfg.names_this_resource(a) for a in auds):
             raise _fail(f"aud {auds!r} does not contain {cfg.audience!r}")
 
         subject = claims.get(cfg.subject_claim)
@@ -201,6 +230,8 @@ class JwtVerifier:
         try:
             tenant = claim_rules.tenant(claims, cfg.tenant, cfg.tenant_claim, cfg.allowed_tenants)
             scopes = claim_rules.scopes(claims, cfg.scope_claim)
+            for role_claim in cfg.role_claims:
+                scopes |= claim_rules.scopes(claims, role_claim)
             cnf = claim_rules.confirmation(claims)
         except claim_rules.ClaimError as exc:
             raise _fail(f"{exc} (issuer {cfg.issuer!r})") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
+import math
 import socket
 import ssl
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ import aiohttp
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-__all__ = ["FetchPolicy", "FetchRefused", "SafeFetcher", "address_allowed"]
+__all__ = ["FetchPolicy", "FetchRefused", "SafeFetcher", "address_allowed", "loads_strict"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -45,6 +46,42 @@ class FetchPolicy:
 
 class FetchRefused(Exception):
     """The fetch was refused or failed; the message is for the log."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"JSON constant {name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to inf
+        raise ValueError(f"JSON number {text[:20]} overflows")
+    return value
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("JSON object repeats a member")
+    return result
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """``json.loads`` for security documents (JOSE, JWKS, introspection answers).
+
+    Python's ``json`` accepts ``NaN``, ``Infinity`` and numbers that overflow to
+    infinity; none is JSON (RFC 8259 §6), and an infinite ``exp`` never expires. A
+    repeated member is refused too (RFC 7515 §5.2: no second reading of one object).
+
+    Raises:
+        ValueError: not strict JSON.
+    """
+    return json.loads(
+        data,
+        parse_constant=_no_constant,
+        parse_float=_finite_float,
+        object_pairs_hook=_unique_members,
+    )
 
 
 def _unwrap(ip: IPAddress) -> IPAddress:
@@ -214,8 +251,8 @@ class SafeFetcher:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise FetchRefused(f"fetch {url} failed: {type(exc).__name__}: {exc}") from exc
         try:
-            doc = json.loads(body)
-        except ValueError as exc:
+            doc = loads_strict(body)
+        except (ValueError, RecursionError) as exc:
             raise FetchRefused(f"{url} did not return JSON") from exc
         if not isinstance(doc, dict):
             raise FetchRefused(f"{url} did not return a JSON object")

@@ -41,6 +41,7 @@ from wardgate.routing.federation import (
     untag_event_id,
     untag_request_id,
 )
+from wardgate.routing.isolation import Isolation
 from wardgate.routing.resource_owners import ResourceOwners
 from wardgate.routing.route import Member, _final, _result
 from wardgate.routing.sessions import GatewaySession, SessionStore
@@ -83,11 +84,18 @@ class FederatedRoute(MemberLists):
         sessions: SessionStore,
         *,
         separator: str = "__",
+        isolation: Isolation = "tenant",
         resources: ResourceOwners | None = None,
         tasks: TaskBinding | None = None,
     ) -> None:
         super().__init__(
-            name, members, pipeline, sessions, separator=separator, resources=resources
+            name,
+            members,
+            pipeline,
+            sessions,
+            separator=separator,
+            isolation=isolation,
+            resources=resources,
         )
         #: Tasks bound to the caller and member that created them.
         self.tasks = tasks if tasks is not None else TaskBinding()

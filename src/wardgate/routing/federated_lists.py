@@ -31,6 +31,7 @@ from wardgate.routing.federation import (
     expose_name,
     merge_discover,
 )
+from wardgate.routing.isolation import Isolation
 from wardgate.routing.resource_owners import ResourceOwners
 from wardgate.routing.route import Member, Route, _final, _result
 from wardgate.routing.sessions import GatewaySession, SessionStore
@@ -65,9 +66,12 @@ class MemberLists(Route):
         sessions: SessionStore,
         *,
         separator: str = "__",
+        isolation: Isolation = "tenant",
         resources: ResourceOwners | None = None,
     ) -> None:
-        super().__init__(name, members, pipeline, sessions, separator=separator)
+        super().__init__(
+            name, members, pipeline, sessions, separator=separator, isolation=isolation
+        )
         self._prefixes = [m.prefix for m in members]
         #: Which member serves which resource URI, learnt from list results.
         self.resources = resources or ResourceOwners([m.prefix or m.upstream.name for m in members])

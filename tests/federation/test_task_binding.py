@@ -14,6 +14,7 @@ import pytest
 from auth._local import LocalGateway, local_gateway
 from federation_helpers import MEMBER, member
 
+from support.http import modern_body, modern_headers, post
 from support.servers import free_port, spawn_http_server
 
 HANDSHAKE = "2025-11-25"
@@ -72,6 +73,14 @@ class RawSession:
             m for m in messages if m.get("id") == request_id and "method" not in m
         )
         return final
+
+
+@pytest.fixture(scope="module")
+def second_tasks_member() -> Iterator[str]:
+    port = free_port()
+    argv = [sys.executable, str(MEMBER), "--name", "b", "--tasks", "--port", str(port)]
+    with spawn_http_server(argv, port):
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture(scope="module")
@@ -137,4 +146,37 @@ async def test_only_the_creator_reaches_a_task(gw: LocalGateway, tasks_member: s
         listed = await alice.rpc("tasks/list")
         assert task_id in {t["taskId"] for t in listed["result"]["tasks"]}
         cancelled = await alice.rpc("tasks/cancel", {"taskId": task_id})
+        assert cancelled["result"]["status"] == "cancelled"
+
+
+async def test_stateless_task_requests_go_to_the_member_that_made_the_task(
+    tasks_member: str, second_tasks_member: str
+) -> None:
+    upstreams = {
+        "a": {"transport": "http", "url": tasks_member},
+        "b": {"transport": "http", "url": second_tasks_member},
+    }
+    async with local_gateway(upstreams, {"fed": {"upstreams": ["a", "b"]}}) as g:
+        url = g.url("fed")
+        alice, bob = g.bearer(sub="alice"), g.bearer(sub="bob")
+
+        async def call(
+            auth: dict[str, str], method: str, params: dict[str, Any], name: str | None = None
+        ) -> tuple[int, dict[str, Any]]:
+            headers = modern_headers(method, name) | auth
+            status, _, answer = await post(url, modern_body(method, params), headers)
+            return status, answer
+
+        status, created = await call(alice, "tools/call", {"name": "b__slow"}, "b__slow")
+        assert status == 200, created
+        task_id = created["result"]["task"]["taskId"]
+        assert task_id.startswith("b-task-")  # made by member b; member a knows no such task
+
+        status, got = await call(alice, "tasks/get", {"taskId": task_id}, task_id)
+        assert status == 200 and got["result"]["taskId"] == task_id
+        status, refused = await call(bob, "tasks/get", {"taskId": task_id}, task_id)
+        assert status == 200 and _error_code(refused) == INVALID_PARAMS
+        status, mismatch = await call(alice, "tasks/get", {"taskId": task_id}, "another-task")
+        assert _error_code(mismatch) == -32020
+        status, cancelled = await call(alice, "tasks/cancel", {"taskId": task_id}, task_id)
         assert cancelled["result"]["status"] == "cancelled"

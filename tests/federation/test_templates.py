@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from wardgate.routing.templates import InvalidTemplate, UriTemplate
+from wardgate.routing.templates import MAX_URI, InvalidTemplate, UriTemplate
 
 MATCHES = [
     # level 1: a simple variable is one segment, never more
@@ -60,8 +62,31 @@ def test_a_template_matches_only_its_expansions(template: str, uri: str, expecte
 
 
 @pytest.mark.parametrize(
-    "template", ["a://{", "a://}", "a://{}", "a://{x{y}}", "a://{=x}", "a://{x y}", "a://{!x}"]
+    "template",
+    [
+        "a://{",
+        "a://}",
+        "a://{}",
+        "a://{x{y}}",
+        "a://{=x}",
+        "a://{x y}",
+        "a://{!x}",
+        "a://{x}{y}",
+        "a://{+x}/{+y}",
+        "a://{+x}{#y}",
+        "a://{/x*}/{+y}",
+    ],
 )
 def test_a_malformed_template_is_refused(template: str) -> None:
     with pytest.raises(InvalidTemplate):
         UriTemplate(template)
+
+
+def test_matching_stays_fast_on_long_hostile_uris() -> None:
+    template = UriTemplate("files://{+path}/end")
+    hostile = "files://" + "a/" * 3000 + "x"
+    started = time.perf_counter()
+    assert not template.matches(hostile)
+    assert not template.matches("files://" + "/" * (MAX_URI + 1) + "end")
+    assert time.perf_counter() - started < 0.5
+    assert template.matches("files://a/b/end")

@@ -11,6 +11,11 @@ Operators: ``{var}`` (simple), ``{+var}`` (reserved: may span ``/``), ``{#var}``
 ``{?var}`` and ``{&var}`` (form-style query). Several variables in one expression
 (``{x,y}``) are separated as RFC 6570 separates them. The level-4 modifiers ``:N`` and
 ``*`` are tolerated (a prefix is still a value; an exploded list spans its separator).
+
+Templates whose matching would be ambiguous or slow are refused: two expressions with no
+literal between them (``{a}{b}``), or more than one expression whose value may span
+delimiters (reserved, fragment or exploded). URIs longer than :data:`MAX_URI` match
+nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["InvalidTemplate", "UriTemplate"]
+__all__ = ["MAX_URI", "InvalidTemplate", "UriTemplate"]
 
 _VARNAME = re.compile(r"^(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2})(?:\.?(?:[A-Za-z0-9_]|%[0-9A-Fa-f]{2}))*$")
 _MODIFIER = re.compile(r"^(.*?)(\*|:[1-9][0-9]{0,3})?$")
@@ -46,6 +51,8 @@ _EXPLODED = {
     "&": r"[^#]*",
 }
 _RESERVED_OPERATORS = frozenset("=,!@|")
+#: Longest URI matched against templates.
+MAX_URI = 8192
 _MAX_TEMPLATE = 2048
 
 
@@ -102,6 +109,8 @@ def _compile(template: str) -> re.Pattern[str]:
         raise InvalidTemplate("template too long")
     parts: list[str] = []
     pos = 0
+    spanning = 0
+    previous_end = -1
     while pos < len(template):
         start = template.find("{", pos)
         close = template.find("}", pos)
@@ -122,8 +131,17 @@ def _compile(template: str) -> re.Pattern[str]:
         op = body[0] if body[0] in _VALUE or body[0] in _RESERVED_OPERATORS else ""
         if op in _RESERVED_OPERATORS:
             raise InvalidTemplate(f"reserved operator {op!r}")
-        parts.append(_expression(op, _parse_vars(body[len(op) :])))
-        pos = end + 1
+        variables = _parse_vars(body[len(op) :])
+        if op in ("", "+") and previous_end == start:
+            # "{a}{b}": where one value ends is anyone's guess (and a backtracking trap).
+            raise InvalidTemplate("adjacent expressions are ambiguous")
+        spanning += (op in ("+", "#")) + sum(v.exploded for v in variables)
+        if spanning > 1:
+            # Two values that may span delimiters make matching polynomial in the URI's
+            # length: a member could slow every lookup down. MCP servers use one.
+            raise InvalidTemplate("more than one reserved or exploded expression")
+        parts.append(_expression(op, variables))
+        pos = previous_end = end + 1
     return re.compile("".join(parts), re.DOTALL)
 
 
@@ -146,8 +164,9 @@ class UriTemplate:
         return "{" not in self.template
 
     def matches(self, uri: str) -> bool:
-        """Whether some expansion of this template is exactly ``uri``."""
-        return self._pattern.fullmatch(uri) is not None
+        """Whether some expansion of this template is exactly ``uri`` (URIs longer than
+        ``MAX_URI`` characters match no template)."""
+        return len(uri) <= MAX_URI and self._pattern.fullmatch(uri) is not None
 
     def __repr__(self) -> str:
         return f"UriTemplate({self.template!r})"

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from wardgate import __version__
 from wardgate.config import load_config
-from wardgate.config.model import GatewayConfig
+from wardgate.config.model import ConfigFault, GatewayConfig
 from wardgate.errors import ConfigError, WardgateError
 from wardgate.telemetry.logs import configure_logging
 
@@ -85,10 +85,12 @@ def with_overrides(config: GatewayConfig, overrides: dict[str, Any]) -> GatewayC
     """
     data = config.model_dump(mode="python", round_trip=True)
     data["server"] = {**data["server"], **overrides}
+    flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
     try:
         return GatewayConfig.model_validate(data)
+    except ConfigFault as fault:  # a fault across keys, already naming its key
+        raise ConfigError(f"invalid configuration with {flags}\n  {fault.detail}") from None
     except ValidationError as exc:
-        flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
         lines = [
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
             for e in exc.errors()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
 
 from wardgate.config.identity import RouteAuthConfig
@@ -17,6 +16,7 @@ from wardgate.config.model import (
 from wardgate.core.pipeline import Guard, Pipeline
 from wardgate.edge.app import EdgeApp
 from wardgate.edge.auth import EdgeAuth
+from wardgate.edge.cors import CorsPolicy
 from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
@@ -44,12 +44,9 @@ log = logging.getLogger("wardgate")
 def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sandbox]) -> Upstream:
     """Make the upstream object a config entry describes (no I/O).
 
-    Raises:
-        ConfigError: the stdio command cannot be found.
+    The stdio command was checked when the config was validated (with its line).
     """
     if isinstance(config, StdioUpstreamConfig):
-        if shutil.which(config.command[0]) is None:
-            raise ConfigError(f"upstreams.{name}.command: {config.command[0]!r} not found on PATH")
         return StdioUpstream(
             name,
             config.command,
@@ -99,7 +96,10 @@ class Gateway:
             sinks = [JsonLinesSink()] if config.log.events else []
         self.events = EventBus(sinks)
         self.sessions = SessionStore(
-            idle_timeout=config.server.session_idle_seconds, max_sessions=config.server.max_sessions
+            idle_timeout=config.server.session_idle_seconds,
+            max_sessions=config.server.max_sessions,
+            max_per_principal=config.server.max_sessions_per_principal,
+            sweep_interval=config.server.session_sweep_seconds,
         )
         self.upstreams = {
             name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
@@ -169,9 +169,11 @@ class Gateway:
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
             self.auth,
             self.jwe,
+            cors=CorsPolicy(server.cors_origins),
         )
 
     async def start(self) -> None:
+        await self.sessions.start()
         if self.auth is not None:
             await self.auth.start()
         for upstream in self.upstreams.values():

@@ -1,16 +1,28 @@
-"""The configuration schema. Unknown keys are errors; every value is checked."""
+"""The configuration schema. Unknown keys are errors; every value is checked, strictly.
+
+Types are strict (pydantic strict mode): ``port = true`` is not a port, ``"1"`` is not a
+number and ``1.5`` is not an integer; TOML arrays fill the tuple fields. Faults that span
+keys (a route naming a missing upstream, a stdio command that does not exist) raise
+:class:`ConfigFault`, which carries the key path so that the loader can name the line.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from wardgate.config._base import ConfigFault
+from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 
 __all__ = [
+    "ConfigFault",
     "GatewayConfig",
     "HttpUpstreamConfig",
     "LogConfig",
@@ -26,10 +38,6 @@ __all__ = [
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
@@ -40,6 +48,13 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     session_idle_seconds: float = Field(1800.0, gt=0)
     max_sessions: int = Field(10_000, ge=1)
+    #: Handshake-era sessions (and, separately, legacy SSE streams) one principal may hold.
+    max_sessions_per_principal: int = Field(100, ge=1)
+    #: How often idle sessions and legacy SSE streams are swept.
+    session_sweep_seconds: float = Field(60.0, gt=0, le=3600)
+    #: Browser origins (exact ``scheme://host[:port]``) allowed cross-origin (CORS).
+    #: Empty: none.
+    cors_origins: tuple[str, ...] = ()
     #: Answer legacy HTTP+SSE (2024-11-05) clients on /sse/{route}.
     legacy_sse: bool = True
     #: Terminate TLS here (TLS 1.3, AES-256-GCM, X25519, SNI enforced by default).
@@ -76,6 +91,24 @@ class ServerConfig(_Strict):
     def _host(cls, value: str) -> str:
         if not value:
             raise ValueError("host must not be empty")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or "@" in parts.netloc
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port]); wildcards are refused"
+                )
         return value
 
     @property
@@ -178,15 +211,6 @@ class RouteConfig(_Strict):
     #: ``tenant`` (per principal when no tenant is known) or ``shared`` (everyone).
     isolation: Literal["principal", "tenant", "shared"] = "tenant"
 
-    @model_validator(mode="after")
-    def _prefixes_known(self) -> RouteConfig:
-        unknown = set(self.prefixes) - set(self.upstreams)
-        if unknown:
-            raise ValueError(f"prefixes name upstreams not in this route: {sorted(unknown)}")
-        if len(set(self.upstreams)) != len(self.upstreams):
-            raise ValueError("an upstream is listed twice")
-        return self
-
     def prefix_of(self, upstream: str) -> str:
         return self.prefixes.get(upstream, upstream)
 
@@ -200,29 +224,65 @@ class GatewayConfig(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
+        # ConfigFault is not a ValueError: it leaves pydantic as is, with its key path.
         if not self.routes:
-            raise ValueError("at least one route is needed")
+            raise ConfigFault(("routes",), "at least one route is needed")
         if self.auth is None and not self.server.loopback and not self.server.allow_anonymous:
-            raise ValueError(
+            raise ConfigFault(
+                ("server", "host"),
                 "serving on a non-loopback address needs an [auth] section "
-                "(or server.allow_anonymous = true, which lets anyone call every tool)"
+                "(or server.allow_anonymous = true, which lets anyone call every tool)",
             )
         if self.auth is not None:
-            self.auth.check_listener(self.server.loopback)
+            try:
+                self.auth.check_listener(self.server.loopback)
+            except ValueError as exc:
+                raise ConfigFault(("auth", "public_url"), str(exc)) from None
+        for name, upstream in self.upstreams.items():
+            if isinstance(upstream, StdioUpstreamConfig):
+                _check_command(name, upstream)
         for name, route in self.routes.items():
-            for upstream in route.upstreams:
-                if upstream not in self.upstreams:
-                    raise ValueError(f"route {name!r} names unknown upstream {upstream!r}")
-            prefixes = [route.prefix_of(u) for u in route.upstreams]
-            if prefixes.count("") > 1:
-                raise ValueError(f"route {name!r}: at most one upstream may have an empty prefix")
-            named = [p for p in prefixes if p]
-            for i, a in enumerate(named):
-                for b in named[i + 1 :]:
-                    if (
-                        a.startswith(b + route.separator)
-                        or b.startswith(a + route.separator)
-                        or a == b
-                    ):
-                        raise ValueError(f"route {name!r}: prefixes {a!r} and {b!r} collide")
+            _check_route(name, route, self)
         return self
+
+
+def _check_command(name: str, config: StdioUpstreamConfig) -> None:
+    """The program must exist now: a route that cannot start is a bad config."""
+    program = config.command[0]
+    where = ("upstreams", name, "command")
+    if "/" in program:
+        # A relative path is taken from the child's working directory, as exec does.
+        path = Path(config.cwd) / program if config.cwd else Path(program)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ConfigFault(where, f"{program!r} is not an executable file")
+        return
+    search = config.env.get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(program, path=search) is None:
+        raise ConfigFault(where, f"{program!r} not found on PATH")
+
+
+def _check_route(name: str, route: RouteConfig, config: GatewayConfig) -> None:
+    seen: set[str] = set()
+    for upstream in route.upstreams:
+        if upstream not in config.upstreams:
+            raise ConfigFault(("routes", name, "upstreams"), f"unknown upstream {upstream!r}")
+        if upstream in seen:
+            raise ConfigFault(("routes", name, "upstreams"), f"{upstream!r} is listed twice")
+        seen.add(upstream)
+    for upstream in route.prefixes:
+        if upstream not in seen:
+            raise ConfigFault(
+                ("routes", name, "prefixes", upstream), f"{upstream!r} is not in this route"
+            )
+    if route.auth != RouteAuthConfig() and config.auth is None:
+        raise ConfigFault(("routes", name, "auth"), "needs an [auth] section")
+    prefixes = [route.prefix_of(u) for u in route.upstreams]
+    if prefixes.count("") > 1:
+        raise ConfigFault(
+            ("routes", name, "prefixes"), "at most one upstream may have an empty prefix"
+        )
+    named = [p for p in prefixes if p]
+    for i, a in enumerate(named):
+        for b in named[i + 1 :]:
+            if a.startswith(b + route.separator) or b.startswith(a + route.separator) or a == b:
+                raise ConfigFault(("routes", name, "prefixes"), f"prefixes {a!r} and {b!r} collide")

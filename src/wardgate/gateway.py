@@ -149,17 +149,14 @@ class Gateway:
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
-            route = kind(
+            self.routes[name] = kind(
                 name,
                 members,
                 Pipeline(guards, events=self.events),
                 self.sessions,
                 separator=rc.separator,
+                isolation=rc.isolation,
             )
-            # Who may share a stdio process (FederatedRoute's __init__ does not take it
-            # yet; Route reads the attribute when it picks a shared session).
-            route.isolation = rc.isolation
-            self.routes[name] = route
         server = config.server
         self.jwe = (
             GatewayJweKey.load(server.jwe.key_file, server.jwe.signing_key_file)

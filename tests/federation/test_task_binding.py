@@ -103,7 +103,8 @@ def tasks_member() -> Iterator[str]:
 @pytest.fixture
 async def gw(tasks_member: str) -> AsyncIterator[LocalGateway]:
     upstreams = {"a": {"transport": "http", "url": tasks_member}, "b": member("b", "--tools", "1")}
-    async with local_gateway(upstreams, {"fed": {"upstreams": ["a", "b"]}}) as g:
+    routes = {"fed": {"upstreams": ["a", "b"]}, "solo": {"upstreams": ["a"]}}
+    async with local_gateway(upstreams, routes) as g:
         yield g
 
 
@@ -112,14 +113,19 @@ def _error_code(answer: dict[str, Any]) -> int | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
-async def test_only_the_creator_reaches_a_task(gw: LocalGateway, tasks_member: str) -> None:
-    url = gw.url("fed")
+@pytest.mark.parametrize(
+    ("route", "tool"), [("fed", "a__slow"), ("solo", "slow")], ids=["federated", "transparent"]
+)
+async def test_only_the_creator_reaches_a_task(
+    gw: LocalGateway, tasks_member: str, route: str, tool: str
+) -> None:
+    url = gw.url(route)
     async with aiohttp.ClientSession() as http:
         alice = await RawSession(http, url, gw.bearer(sub="alice")).open()
         bob = await RawSession(http, url, gw.bearer(sub="bob")).open()
         other_client = await RawSession(http, url, gw.bearer(sub="alice", client_id="other")).open()
 
-        created = await alice.rpc("tools/call", {"name": "a__slow", "arguments": {}})
+        created = await alice.rpc("tools/call", {"name": tool, "arguments": {}})
         assert "result" in created, created
         task_id = created["result"]["task"]["taskId"]
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
+from wardgate.config.limits import LimitsConfig
 
 __all__ = [
     "GatewayConfig",
@@ -168,6 +169,8 @@ class GatewayConfig(_Strict):
     auth: AuthConfig | None = None
     upstreams: dict[Annotated[str, Field(pattern=_NAME)], UpstreamConfig]
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
+    #: Abuse controls (rate limits, quotas, concurrency, breakers); off unless present.
+    limits: LimitsConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -180,6 +183,10 @@ class GatewayConfig(_Strict):
             )
         if self.auth is not None:
             self.auth.check_listener(self.server.loopback)
+        if self.limits is not None:
+            unknown = set(self.limits.routes) - set(self.routes)
+            if unknown:
+                raise ValueError(f"limits.routes names unknown routes: {sorted(unknown)}")
         for name, route in self.routes.items():
             for upstream in route.upstreams:
                 if upstream not in self.upstreams:

@@ -30,9 +30,7 @@ class Clock:
 
 def gateway_config(limits: dict[str, Any], **route: Any) -> dict[str, Any]:
     return {
-        "upstreams": {
-            "lim": {"transport": "stdio", "command": SERVER, "sandbox": "insecure-none"}
-        },
+        "upstreams": {"lim": {"transport": "stdio", "command": SERVER, "sandbox": "insecure-none"}},
         "routes": {"lim": {"upstreams": ["lim"], **route}},
         "limits": limits,
     }

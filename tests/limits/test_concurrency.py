@@ -63,7 +63,9 @@ async def test_a_client_that_disconnects_mid_call_gives_its_slot_back(redis_pref
     }
     async with run_gateway(gateway_config(limits)) as (base, gw):
         session = aiohttp.ClientSession()
-        body = orjson.dumps(modern_body("tools/call", {"name": "slow", "arguments": {"seconds": 60}}))
+        body = orjson.dumps(
+            modern_body("tools/call", {"name": "slow", "arguments": {"seconds": 60}})
+        )
 
         async def hold() -> None:
             async with session.post(

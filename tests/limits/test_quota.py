@@ -35,7 +35,9 @@ async def _run(pipeline: Pipeline, cost: float | None = None, **kw: object) -> N
     call = make_call(pipeline, **kw)  # type: ignore[arg-type]
     try:
         await pipeline.admit(call)
-        await call.message(result_message(meta=None if cost is None else {"wardgate.dev/costUsd": cost}))
+        await call.message(
+            result_message(meta=None if cost is None else {"wardgate.dev/costUsd": cost})
+        )
     finally:
         await call.end(200)
 
@@ -46,7 +48,9 @@ async def test_ten_thousand_expensive_calls_stop_at_the_budget(
 ) -> None:
     wall = Clock(datetime(2026, 11, 10, tzinfo=ZoneInfo("UTC")).timestamp())
     store: StateStore = (
-        MemoryStateStore() if backend == "memory" else RedisStateStore(REDIS_URL, key_prefix=redis_prefix)
+        MemoryStateStore()
+        if backend == "memory"
+        else RedisStateStore(REDIS_URL, key_prefix=redis_prefix)
     )
     await store.start()
     try:
@@ -137,8 +141,13 @@ async def test_subject_budget_cuts_one_subject_not_its_tenant() -> None:
 async def test_argument_bounds() -> None:
     guard = ArgumentGuard({"query": {"maximum_bytes_billed": ArgumentRule(max=10**10)}})
     pipeline = Pipeline([guard])
-    for bad in ({}, {"maximum_bytes_billed": 10**12}, {"maximum_bytes_billed": "lots"},
-                {"maximum_bytes_billed": True}, {"maximum_bytes_billed": None}):
+    for bad in (
+        {},
+        {"maximum_bytes_billed": 10**12},
+        {"maximum_bytes_billed": "lots"},
+        {"maximum_bytes_billed": True},
+        {"maximum_bytes_billed": None},
+    ):
         with pytest.raises(ArgumentRefused):
             await pipeline.admit(make_call(pipeline, arguments=bad))
     await pipeline.admit(make_call(pipeline, arguments={"maximum_bytes_billed": 10**9}))

@@ -59,9 +59,7 @@ async def test_tenant_tool_and_ip_keys_each_make_their_own_bucket() -> None:
 
 
 async def test_http_answer_is_429_with_retry_after_and_data() -> None:
-    limits = {
-        "rate": {"requests": 1, "per_seconds": 3600, "burst": 3, "key": ["subject", "tool"]}
-    }
+    limits = {"rate": {"requests": 1, "per_seconds": 3600, "burst": 3, "key": ["subject", "tool"]}}
     async with run_gateway(gateway_config(limits)) as (base, _):
         for i in range(3):
             status, _, answer = await call_tool(base, "echo", request_id=i)
@@ -150,9 +148,7 @@ async def test_64_clients_through_3_gateway_processes_get_exactly_the_budget(
                         codes[answer["error"]["data"]["code"]] += 1
 
         async with aiohttp.ClientSession() as session:
-            await asyncio.wait_for(
-                asyncio.gather(*(client(n, session) for n in range(64))), 120
-            )
+            await asyncio.wait_for(asyncio.gather(*(client(n, session) for n in range(64))), 120)
         assert statuses == Counter({200: burst, 429: 64 * 5 - burst})
         assert codes == Counter({"wardgate.rate_limited": 64 * 5 - burst})
     finally:

@@ -107,15 +107,22 @@ class BudgetConfig(_Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        zoneinfo.ZoneInfo(value)
-        return value
+        return _check_zone(value)
 
     @field_validator("tenant_timezones")
     @classmethod
     def _zones(cls, value: dict[str, str]) -> dict[str, str]:
         for zone in value.values():
-            zoneinfo.ZoneInfo(zone)
+            _check_zone(zone)
         return value
+
+
+def _check_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
 
 
 class ToolLimitsConfig(_Strict):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -36,16 +36,43 @@ if TYPE_CHECKING:
 __all__ = ["RedisOptions", "RedisStateStore"]
 
 
-@contextmanager
-def _redis_errors(operation: str) -> Iterator[None]:
-    from redis.exceptions import RedisError
+_FOREIGN: tuple[type[BaseException], ...] = ()
 
-    try:
-        yield
-    except (RedisError, OSError, TimeoutError) as exc:
-        raise StateStoreUnavailable(
-            f"redis {operation} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+
+def _foreign() -> tuple[type[BaseException], ...]:
+    """The exceptions this backend translates (redis is imported on first use only)."""
+    global _FOREIGN
+    if not _FOREIGN:
+        from redis.exceptions import RedisError
+
+        _FOREIGN = (RedisError, OSError, TimeoutError)
+    return _FOREIGN
+
+
+class _redis_errors:
+    """The one boundary: any redis-py, socket or timeout error leaves as
+    :class:`StateStoreUnavailable`. A class rather than ``@contextmanager``: it is on
+    every decision's path and costs a fraction of a generator-based one."""
+
+    __slots__ = ("operation",)
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        if exc is not None and isinstance(exc, _foreign()):
+            raise StateStoreUnavailable(
+                f"redis {self.operation} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,22 +90,26 @@ class RedisOptions:
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
 
+# The bucket is one string "tokens stamp" (one GET, one SET with PX: the fewest calls
+# the script can make). The answer is one integer, the cheapest reply to parse: the
+# whole tokens left when allowed, else -(microseconds until the tokens are there) - 1.
 _TAKE_TOKEN = (
     _NOW
     + """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local v = redis.call('HMGET', KEYS[1], 't', 's')
 local tokens = burst
-if v[1] then
-  tokens = math.min(burst, tonumber(v[1]) + math.max(0, now - tonumber(v[2])) * rate)
+local v = redis.call('GET', KEYS[1])
+if v then
+  local sp = string.find(v, ' ', 1, true)
+  tokens = math.min(burst, tonumber(string.sub(v, 1, sp - 1))
+    + math.max(0, now - tonumber(string.sub(v, sp + 1))) * rate)
 end
-local allowed = 0
-if tokens >= cost then tokens = tokens - cost allowed = 1 end
-redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 's', string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(((burst - tokens) / rate + 1) * 1000))
-local retry = 0
-if allowed == 0 then retry = (cost - tokens) / rate end
-return {allowed, string.format('%.17g', retry), math.floor(tokens)}
+local allowed = tokens >= cost
+if allowed then tokens = tokens - cost end
+local px = math.ceil(((burst - tokens) / rate + 1) * 1000)
+redis.call('SET', KEYS[1], tokens .. ' ' .. now, 'PX', px)
+if allowed then return math.floor(tokens) end
+return -math.ceil((cost - tokens) / rate * 1000000) - 1
 """
 )
 
@@ -138,11 +169,13 @@ class _Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's id
 
     async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        from redis.exceptions import NoScriptError
-
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
+        except Exception as exc:
+            from redis.exceptions import NoScriptError
+
+            if not isinstance(exc, NoScriptError):
+                raise
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
@@ -285,10 +318,14 @@ class RedisStateStore:
         check_bucket(rate_per_second, burst, cost)
         client = self._live()
         with _redis_errors("take_token"):
-            allowed, retry, remaining = await _SCRIPTS["take_token"](
-                client, (self.key(key),), (repr(rate_per_second), burst, cost)
+            found = int(
+                await _SCRIPTS["take_token"](
+                    client, (self.key(key),), (repr(rate_per_second), burst, cost)
+                )
             )
-        return TokenTake(bool(allowed), float(retry), int(remaining))
+        if found >= 0:
+            return TokenTake(True, 0.0, found)
+        return TokenTake(False, (-found - 1) / 1e6, 0)
 
     def _counter_keys(self, tag: str, names: Sequence[str]) -> list[str]:
         return [f"{self._prefix}{{{tag}}}:{n}" for n in names]

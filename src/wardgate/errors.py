@@ -17,7 +17,8 @@ the HTTP status used on HTTP transports, and the CLI exit code::
     ├── Denied                         wardgate.denied          -32003  200
     │   └── AuthenticationFailed       wardgate.unauthenticated -32003  401
     └── UpstreamError                  wardgate.upstream        -32603  502
-        └── UpstreamTimeout            wardgate.upstream_timeout -32001 504
+        ├── UpstreamTimeout            wardgate.upstream_timeout -32001 504
+        └── UpstreamBusy               wardgate.upstream_busy   -32603  503
 
 HTTP status 200 marks an error answered in-band: a well-formed call that a guard
 refused, or that names a tool no upstream serves, is a JSON-RPC error in a 200 reply,
@@ -46,6 +47,7 @@ __all__ = [
     "SessionNotFound",
     "UnknownTarget",
     "UnsupportedVersion",
+    "UpstreamBusy",
     "UpstreamError",
     "UpstreamTimeout",
     "WardgateError",
@@ -167,3 +169,11 @@ class UpstreamTimeout(UpstreamError):
     jsonrpc_code = -32001
     http_status = 504
     public_message = "Upstream timed out"
+
+
+class UpstreamBusy(UpstreamError):
+    """The upstream is at its process cap and none of its processes is idle."""
+
+    code = "wardgate.upstream_busy"
+    http_status = 503
+    public_message = "Upstream busy"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
 
 from wardgate.config.identity import RouteAuthConfig
@@ -17,6 +16,7 @@ from wardgate.config.model import (
 from wardgate.core.pipeline import Guard, Pipeline
 from wardgate.edge.app import EdgeApp
 from wardgate.edge.auth import EdgeAuth
+from wardgate.edge.cors import CorsPolicy
 from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
@@ -45,12 +45,9 @@ log = logging.getLogger("wardgate")
 def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sandbox]) -> Upstream:
     """Make the upstream object a config entry describes (no I/O).
 
-    Raises:
-        ConfigError: the stdio command cannot be found.
+    The stdio command was checked when the config was validated (with its line).
     """
     if isinstance(config, StdioUpstreamConfig):
-        if shutil.which(config.command[0]) is None:
-            raise ConfigError(f"upstreams.{name}.command: {config.command[0]!r} not found on PATH")
         return StdioUpstream(
             name,
             config.command,
@@ -58,6 +55,8 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
             env=config.env,
             cwd=config.cwd,
             request_timeout=config.request_timeout_seconds,
+            max_processes=config.max_processes,
+            idle_seconds=config.idle_seconds,
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(
@@ -98,7 +97,10 @@ class Gateway:
             sinks = [JsonLinesSink()] if config.log.events else []
         self.events = EventBus(sinks)
         self.sessions = SessionStore(
-            idle_timeout=config.server.session_idle_seconds, max_sessions=config.server.max_sessions
+            idle_timeout=config.server.session_idle_seconds,
+            max_sessions=config.server.max_sessions,
+            max_per_principal=config.server.max_sessions_per_principal,
+            sweep_interval=config.server.session_sweep_seconds,
         )
         self.upstreams = {
             name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
@@ -135,13 +137,17 @@ class Gateway:
                 guards.extend(self.limits.guards_for(name))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
-            self.routes[name] = kind(
+            route = kind(
                 name,
                 members,
                 Pipeline(guards, events=self.events),
                 self.sessions,
                 separator=rc.separator,
             )
+            # Who may share a stdio process (FederatedRoute's __init__ does not take it
+            # yet; Route reads the attribute when it picks a shared session).
+            route.isolation = rc.isolation
+            self.routes[name] = route
         server = config.server
         self.jwe = (
             GatewayJweKey.load(server.jwe.key_file, server.jwe.signing_key_file)
@@ -168,9 +174,11 @@ class Gateway:
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
             self.auth,
             self.jwe,
+            cors=CorsPolicy(server.cors_origins),
         )
 
     async def start(self) -> None:
+        await self.sessions.start()
         if self.limits is not None:
             await self.limits.start()
         if self.auth is not None:

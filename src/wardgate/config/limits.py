@@ -6,7 +6,10 @@ from __future__ import annotations
 import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from wardgate.config._base import ConfigFault
+from wardgate.config._base import StrictModel as _Strict
 
 __all__ = [
     "ArgumentRule",
@@ -22,10 +25,6 @@ __all__ = [
 ]
 
 KeyPart = Literal["subject", "tenant", "tool", "client_ip"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RedisConfig(_Strict):
@@ -178,15 +177,18 @@ class LimitsConfig(_Strict):
     @model_validator(mode="after")
     def _budgets_need_costs(self) -> LimitsConfig:
         b = self.budgets
-        tools = dict(self.tools)
-        for route in self.routes.values():
-            tools.update(route.tools or {})
+        tools: dict[tuple[str, ...], ToolLimitsConfig] = {
+            ("limits", "tools", n): t for n, t in self.tools.items()
+        }
+        for r, route in self.routes.items():
+            for n, t in (route.tools or {}).items():
+                tools["limits", "routes", r, "tools", n] = t
         budgeted = b.monthly_usd is not None or b.subject_monthly_usd is not None
-        for name, tool in tools.items():
+        for loc, tool in tools.items():
             if tool.monthly_usd is not None:
                 budgeted = True
                 if tool.max_cost_usd is None:
-                    raise ValueError(f"tools.{name}: monthly_usd needs max_cost_usd")
+                    raise ConfigFault((*loc, "monthly_usd"), "needs max_cost_usd")
         if budgeted and not any(t.max_cost_usd is not None for t in tools.values()):
-            raise ValueError("budgets need at least one tool with max_cost_usd")
+            raise ConfigFault(("limits", "budgets"), "no tool has a max_cost_usd to count")
         return self

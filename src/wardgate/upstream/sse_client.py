@@ -16,6 +16,8 @@ import aiohttp
 import orjson
 
 from wardgate.errors import UpstreamError
+from wardgate.routing.isolation import IsolationKey
+from wardgate.upstream._pending import CallerView
 from wardgate.upstream.channel import ChannelSession
 from wardgate.wire.jsonrpc import Message
 from wardgate.wire.sse import SseDecoder
@@ -50,7 +52,9 @@ class SseUpstream:
         self._client = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout)
         )
-        self._shared = SseSession(self)
+        # Shared by every caller of the route: nothing from the server is given to a
+        # caller unless it belongs to that caller's request.
+        self._shared = SseSession(self, dedicated=False, exclusive=False)
 
     async def aclose(self) -> None:
         sessions = [*self._sessions, *([self._shared] if self._shared else [])]
@@ -69,18 +73,28 @@ class SseUpstream:
         self._sessions.add(session)
         return session
 
-    def shared_session(self, key: str = "") -> SseSession:
+    def shared_session(self, key: str = "") -> CallerView:
+        """The caller's view of the one shared stream: ids, cancellations and progress
+        scoped to the caller named by ``key`` (:mod:`wardgate.routing.isolation`).
+
+        Raises:
+            UpstreamError: the upstream is not started.
+        """
         if self._shared is None:
             raise UpstreamError(f"upstream {self.name} is not started")
-        return self._shared
+        return self._shared.caller(IsolationKey.parse(key).caller)
 
     def forget(self, session: SseSession) -> None:
         self._sessions.discard(session)
 
 
 class SseSession(ChannelSession):
-    def __init__(self, upstream: SseUpstream) -> None:
-        super().__init__(upstream.name, upstream.request_timeout)
+    def __init__(
+        self, upstream: SseUpstream, *, dedicated: bool = True, exclusive: bool = True
+    ) -> None:
+        super().__init__(
+            upstream.name, upstream.request_timeout, dedicated=dedicated, exclusive=exclusive
+        )
         self._up = upstream
         self._resp: aiohttp.ClientResponse | None = None
         self._post_url: str | None = None
@@ -143,6 +157,11 @@ class SseSession(ChannelSession):
         finally:
             resp.close()
             self._fail_pending()
+
+    async def _abort(self, reason: str) -> None:
+        log.error("upstream %s: %s; dropping its stream", self._up.name, reason)
+        if self._reader is not None:
+            self._reader.cancel()
 
     async def _send(self, data: bytes) -> None:
         if self._post_url is None:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(SERVER is None or CLI is None, reason="redis bin
 def _cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free and valid too."""
     for _ in range(200):
-        port = random.randint(20_000, 40_000)
+        port = random.randint(20_000, 40_000)  # noqa: S311 - a port, not a secret
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))

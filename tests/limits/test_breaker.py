@@ -95,6 +95,10 @@ async def test_a_failing_tool_is_disabled_paged_and_closed_by_hand(
         # The rest of the upstream is served.
         status, _, answer = await call_tool(base, "echo")
         assert status == 200 and "result" in answer
+        # Another replica sharing the store sees the breaker open.
+        async with run_gateway(gateway_config(limits)) as (other, _):
+            status, _, answer = await call_tool(other, "fail")
+            assert status == 503 and answer["error"]["data"]["code"] == "wardgate.tool_disabled"
         by_path = dict(pages.pages)
         pd = by_path["/v2/enqueue"]
         assert (

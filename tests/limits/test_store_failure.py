@@ -15,16 +15,21 @@ import pytest
 
 from limits.conftest import call_tool, gateway_config
 from support.servers import free_port, gateway_events, run_gateway, wait_port
+from wardgate.config.limits import LimitsConfig
+from wardgate.errors import ConfigError
+from wardgate.limits import build_store
 from wardgate.limits.events import LimitsStoreChanged
+from wardgate.state import StateStoreUnavailable
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server not installed")
 
 
 class OwnRedis:
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, *extra: str) -> None:
         self.port = port
         self.workdir = workdir
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -42,6 +47,7 @@ class OwnRedis:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -117,3 +123,32 @@ async def test_degrade_to_local_limits_then_recover(own_redis: OwnRedis) -> None
         own_redis.start()
         await _until(base, 200)  # the shared (fresh) bucket answers again
         assert [e.state for e in gateway_events(gw).of(LimitsStoreChanged)] == ["down", "up"]
+
+
+async def test_redis_auth_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = OwnRedis(free_port(), tmp_path, "--requirepass", "s3cret-pw")
+    server.start()
+    try:
+        limits = LimitsConfig.model_validate(
+            {
+                "store": "redis",
+                "redis": {"url": f"redis://127.0.0.1:{server.port}/0", "password_env": "WG_PW"},
+            }
+        )
+        monkeypatch.setenv("WG_PW", "s3cret-pw")
+        store = build_store(limits)
+        await store.start()
+        assert (await store.take_token("k", 1, 1)).allowed
+        await store.aclose()
+        monkeypatch.setenv("WG_PW", "wrong")
+        wrong = build_store(limits)
+        with pytest.raises(StateStoreUnavailable):
+            await wrong.start()
+        await wrong.aclose()
+        monkeypatch.delenv("WG_PW")
+        with pytest.raises(ConfigError):
+            build_store(limits)
+    finally:
+        server.stop()

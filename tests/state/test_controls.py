@@ -174,3 +174,16 @@ async def test_a_decision_is_one_round_trip(redis_store: RedisStateStore) -> Non
     # Our EVALSHA, plus the INFO that read the counter (other clients may add more).
     assert after - before >= 2
     assert (await redis_store.take_token("warm", 1, 5)).allowed
+
+
+async def test_concurrent_reservations_never_overspend(store: StateStore) -> None:
+    found = await asyncio.gather(
+        *(store.counters_reserve("race", ["tenant", "tool"], 5, [100, 1000], 60) for _ in range(64))
+    )
+    assert found.count(-1) == 20 and found.count(0) == 44
+    assert await store.counter_get("race", "tenant") == 100
+
+
+async def test_concurrent_slot_grabs_never_exceed_the_cap(store: StateStore) -> None:
+    got = await asyncio.gather(*(store.slot_acquire("cap", f"h{i}", 3, 60) for i in range(64)))
+    assert sum(got) == 3

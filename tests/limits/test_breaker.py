@@ -207,3 +207,27 @@ async def test_half_open_trials_close_or_reopen(receiver: tuple[str, Receiver]) 
     actions = [p["event_action"] for path, p in pages.pages if path == "/v2/enqueue"]
     assert actions == ["trigger", "resolve"]
     await pager.aclose()
+
+
+async def test_p99_counts_one_slow_call_in_a_hundred_as_noise_and_two_as_a_trip() -> None:
+    clock = Clock(0.0)
+    events = EventBus([MemorySink()])
+    config = BreakerConfig(min_calls=100, p99_seconds=2.0, per=("tool",))
+    guard = BreakerGuard(MemoryStateStore(), config, Pager(PagerConfig()), events)
+    pipeline = Pipeline([guard], events=events, clock=clock)
+
+    async def once(latency: float) -> None:
+        call = make_call(pipeline, "query")
+        await pipeline.admit(call)
+        clock.now += latency
+        await call.end(200)
+
+    for _ in range(98):
+        await once(0.1)
+    await once(2.5)  # 1 slow in 99
+    await once(0.1)  # 1 slow in 100: the p99 is still 0.1 s
+    sink = events.sinks[0]
+    assert isinstance(sink, MemorySink) and not sink.of(BreakerChanged)
+    await once(2.5)  # 2 slow in 101: the p99 is 2.5 s
+    (opened,) = sink.of(BreakerChanged)
+    assert opened.state == "open" and "p99" in opened.reason

@@ -125,7 +125,7 @@ async def test_every_decision_runs_on_a_cluster(store: RedisStateStore) -> None:
         )
     assert await store.slot_acquire("cc:x", "h1", 1, 60)
     assert not await store.slot_acquire("cc:x", "h2", 1, 60)
-    assert await store.sample_add("bk:x:samples:0", "s1", 60, 10) == ["s1"]
+    assert await store.window_add("bk:x:window:0", {"n": 1, "e": 0}, 60) == {"n": 1, "e": 0}
     await store.doc_put("bk:x:state", {"state": "open"}, None)
     assert await store.doc_get("bk:x:state") == {"state": "open"}
     assert await store.add_once("jti-1", 30) and not await store.add_once("jti-1", 30)

@@ -126,18 +126,24 @@ async def test_redis_slots_of_a_dead_holder_expire(redis_store: RedisStateStore)
         await raw.aclose()
 
 
-async def test_samples_keep_the_window_and_the_cap(store: StateStore) -> None:
-    for i in range(5):
-        found = await store.sample_add("w", f"x{i}", 60, 3)
-    assert found == ["x2", "x3", "x4"]
+async def test_window_counts_sum_over_the_window(store: StateStore) -> None:
+    for failed in (0, 1, 0, 1, 1):
+        sums = await store.window_add("w", {"n": 1, "e": failed}, 60)
+    assert sums == {"n": 5, "e": 3}
+    assert await store.window_add("other", {"n": 1}, 60) == {"n": 1}
 
 
-async def test_memory_samples_slide_out_of_the_window() -> None:
+async def test_memory_window_slides() -> None:
     clock = Clock()
+    clock.now = 995.0  # the start of a 1 s slice of a 10 s window
     store = MemoryStateStore(clock=clock)
-    await store.sample_add("w", "old", 10, 100)
-    clock.now += 11
-    assert await store.sample_add("w", "new", 10, 100) == ["new"]
+    await store.window_add("w", {"n": 3}, 10)
+    clock.now += 5
+    assert await store.window_add("w", {"n": 1}, 10) == {"n": 4}
+    clock.now += 5  # the first slice has slid out
+    assert await store.window_add("w", {"n": 1}, 10) == {"n": 2}
+    clock.now += 100
+    assert await store.window_add("w", {"n": 1}, 10) == {"n": 1}
 
 
 async def test_documents_round_trip(store: StateStore) -> None:

@@ -78,7 +78,8 @@ class BreakerConfig(_Strict):
     p99_seconds: float = Field(2.0, gt=0)
     open_seconds: float = Field(300.0, gt=0)
     half_open_calls: int = Field(3, ge=1)
-    max_samples: int = Field(1000, ge=10, le=100_000)
+    #: The window slides in this many steps (constant work per call, however busy).
+    slices: int = Field(10, ge=1, le=120)
     per: tuple[Literal["tool", "upstream"], ...] = ("tool", "upstream")
 
 

@@ -1,8 +1,9 @@
 """Circuit breakers per tool and per upstream, shared by every replica through the store.
 
-Closed: every ``tools/call`` that reached the upstream adds a sample (latency, failed)
-to a sliding window. Once the window holds ``min_calls`` samples and the error rate or
-the p99 latency is over its threshold, the breaker opens: its state document says
+Closed: every ``tools/call`` that reached the upstream is counted in a sliding window
+of counters in the store (calls, failures, calls slower than ``p99_seconds``: constant
+work per call, however busy the tool). Once the window holds ``min_calls`` calls and the
+error rate or the p99 latency is over its threshold, the breaker opens: its state document says
 "open until T" for every replica, callers get :class:`ToolDisabled` (503,
 ``Retry-After``), and a page is sent. After T it is half-open: up to
 ``half_open_calls`` trial calls pass (slots in the store); a trial that succeeds in time
@@ -10,7 +11,7 @@ closes it (and pages "resolve"), one that fails opens it again. Operators open a
 close breakers by hand (``wardgate breaker``); a breaker opened by hand stays open until
 closed by hand.
 
-Each closing starts a new generation: a fresh sample window, and a fresh latch, so that
+Each closing starts a new generation: a fresh window, and a fresh latch, so that
 of several replicas that see the same window go bad, exactly one opens the breaker and
 pages (``add_once`` on the latch).
 """
@@ -137,11 +138,12 @@ class BreakerGuard:
             if until is None or now < float(until):
                 retry = None if until is None else float(until) - now
                 raise ToolDisabled(f"breaker {key} open ({doc.get('reason')})", retry_after=retry)
+            # A trial slot of a replica that died comes back after one open period.
             trial = await self._store.slot_acquire(
                 f"{key}:trial:{gen}",
                 call.ctx.decision_id,
                 self._config.half_open_calls,
-                _LATCH_SECONDS,
+                self._config.open_seconds,
             )
             if not trial:
                 raise ToolDisabled(f"breaker {key} half-open, trials busy", retry_after=1.0)
@@ -169,9 +171,12 @@ class BreakerGuard:
                 continue
             if not _counts(outcome):
                 continue
-            sample = f"{call.ctx.decision_id}|{outcome.latency_s:.6f}|{int(_failed(outcome))}"
-            window = await self._store.sample_add(
-                f"{h.key}:samples:{h.gen}", sample, c.window_seconds, c.max_samples
+            failed = _failed(outcome)
+            window = await self._store.window_add(
+                f"{h.key}:window:{h.gen}",
+                {"n": 1, "e": int(failed), "s": int(outcome.latency_s > c.p99_seconds)},
+                c.window_seconds,
+                c.slices,
             )
             reason = self._verdict(window)
             if reason is not None and await self._store.add_once(
@@ -188,28 +193,21 @@ class BreakerGuard:
                 self._changed(call, h.key, "open", "auto", reason)
                 self._pager.page("trigger", h.key, f"{h.key} opened: {reason}", {"reason": reason})
 
-    def _verdict(self, window: list[str]) -> str | None:
+    def _verdict(self, window: dict[str, int]) -> str | None:
+        """Why the window says open, or ``None``.
+
+        The p99 latency is over the threshold exactly when more than the fastest
+        ``ceil(0.99 n) - 1`` calls were slower than it, so the window only counts
+        calls (``n``), failures (``e``) and calls over the threshold (``s``).
+        """
         c = self._config
-        if len(window) < c.min_calls:
-            return None
-        latencies: list[float] = []
-        errors = 0
-        for sample in window:
-            try:
-                _, latency, failed = sample.split("|")
-                latencies.append(float(latency))
-                errors += failed == "1"
-            except ValueError:
-                continue
-        n = len(latencies)
+        n, errors, slow = window.get("n", 0), window.get("e", 0), window.get("s", 0)
         if n < c.min_calls:
             return None
         if errors / n > c.error_rate:
             return f"error rate {errors / n:.0%} over {n} calls"
-        latencies.sort()
-        p99 = latencies[max(0, math.ceil(0.99 * n) - 1)]
-        if p99 > c.p99_seconds:
-            return f"p99 latency {p99:.2f}s over {n} calls"
+        if slow >= n - math.ceil(0.99 * n) + 1:
+            return f"p99 latency over {c.p99_seconds}s ({slow} of {n} calls)"
         return None
 
     async def _reopen(self, call: Call, h: _Held, outcome: Outcome) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from wardgate.limits.events import LimitsStoreChanged
@@ -137,12 +137,12 @@ class FallbackStore:
         """Raises: StateStoreUnavailable: the store is down in ``deny`` mode."""
         await self._do("slot_release", key, holder)
 
-    async def sample_add(
-        self, key: str, sample: str, window_seconds: float, max_samples: int
-    ) -> list[str]:
+    async def window_add(
+        self, key: str, counts: Mapping[str, int], window_seconds: float, slices: int = 10
+    ) -> dict[str, int]:
         """Raises: StateStoreUnavailable: the store is down in ``deny`` mode."""
-        found: list[str] = await self._do("sample_add", key, sample, window_seconds, max_samples)
-        return found
+        sums: dict[str, int] = await self._do("window_add", key, counts, window_seconds, slices)
+        return sums
 
     async def doc_get(self, key: str) -> dict[str, Any] | None:
         """Raises: StateStoreUnavailable: the store is down in ``deny`` mode."""

@@ -10,7 +10,7 @@ import copy
 import heapq
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wardgate.state.store import (
@@ -204,10 +204,10 @@ class MemoryStateStore:
         if self._live(k, now):
             self._values[k].pop(holder, None)
 
-    async def sample_add(
-        self, key: str, sample: str, window_seconds: float, max_samples: int
-    ) -> list[str]:
-        """See :meth:`StateStore.sample_add`.
+    async def window_add(
+        self, key: str, counts: Mapping[str, int], window_seconds: float, slices: int = 10
+    ) -> dict[str, int]:
+        """See :meth:`StateStore.window_add`.
 
         Raises:
             StateStoreUnavailable: the store is full.
@@ -215,14 +215,23 @@ class MemoryStateStore:
         """
         check_key(key)
         check_ttl(window_seconds)
+        if slices < 1:
+            raise ValueError("slices must be at least 1")
         now = self._clock()
         k = "sw:" + key
-        kept: list[tuple[float, str]] = list(self._values[k]) if self._live(k, now) else []
-        kept = [(t, s) for t, s in kept if t > now - window_seconds]
-        kept.append((now, sample))
-        kept = kept[-max_samples:]
-        self._set(k, kept, now + window_seconds)
-        return [s for _, s in kept]
+        current = math.floor(now / (window_seconds / slices))
+        window: dict[int, dict[str, int]] = dict(self._values[k]) if self._live(k, now) else {}
+        window = {i: c for i, c in window.items() if i > current - slices}
+        here = dict(window.get(current, {}))
+        for name, n in counts.items():
+            here[name] = here.get(name, 0) + n
+        window[current] = here
+        self._set(k, window, now + window_seconds + 1.0)
+        sums: dict[str, int] = {}
+        for slice_counts in window.values():
+            for name, n in slice_counts.items():
+                sums[name] = sums.get(name, 0) + n
+        return sums
 
     async def doc_get(self, key: str) -> dict[str, Any] | None:
         """See :meth:`StateStore.doc_get`."""

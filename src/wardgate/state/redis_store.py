@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -145,16 +145,33 @@ return 0
 """
 )
 
-_SAMPLE_ADD = (
+# One hash per window: field "<slice>:<name>" per count; slices older than the window
+# are deleted as they are met. At most (slices + 1) x names fields: constant work.
+_WINDOW_ADD = (
     _NOW
     + """
-local window, max = tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.17g', now - window))
-local n = redis.call('ZCARD', KEYS[1])
-if n > max then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - max - 1) end
-redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+local width = tonumber(ARGV[1]) / tonumber(ARGV[2])
+local current = math.floor(now / width)
+local oldest = current - tonumber(ARGV[2]) + 1
+for i = 3, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], string.format('%d', current) .. ':' .. ARGV[i], ARGV[i + 1])
+end
+local all = redis.call('HGETALL', KEYS[1])
+local sums = {}
+for i = 1, #all, 2 do
+  local f = all[i]
+  local sep = string.find(f, ':', 1, true)
+  if tonumber(string.sub(f, 1, sep - 1)) < oldest then
+    redis.call('HDEL', KEYS[1], f)
+  else
+    local name = string.sub(f, sep + 1)
+    sums[name] = (sums[name] or 0) + tonumber(all[i + 1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+local out = {}
+for name, n in pairs(sums) do out[#out + 1] = name out[#out + 1] = n end
+return out
 """
 )
 
@@ -186,7 +203,7 @@ _SCRIPTS = {
         ("counters_reserve", _COUNTERS_RESERVE),
         ("counters_add", _COUNTERS_ADD),
         ("slot_acquire", _SLOT_ACQUIRE),
-        ("sample_add", _SAMPLE_ADD),
+        ("window_add", _WINDOW_ADD),
     )
 }
 
@@ -413,10 +430,10 @@ class RedisStateStore:
         with _redis_errors("ZREM"):
             await client.zrem(self.key(key), holder)
 
-    async def sample_add(
-        self, key: str, sample: str, window_seconds: float, max_samples: int
-    ) -> list[str]:
-        """See :meth:`StateStore.sample_add`.
+    async def window_add(
+        self, key: str, counts: Mapping[str, int], window_seconds: float, slices: int = 10
+    ) -> dict[str, int]:
+        """See :meth:`StateStore.window_add`.
 
         Raises:
             StateStoreUnavailable: Redis failed.
@@ -424,12 +441,18 @@ class RedisStateStore:
         """
         check_key(key)
         check_ttl(window_seconds)
+        if slices < 1:
+            raise ValueError("slices must be at least 1")
         client = self._live()
-        with _redis_errors("sample_add"):
-            found = await _SCRIPTS["sample_add"](
-                client, (self.key(key),), (sample, repr(float(window_seconds)), int(max_samples))
-            )
-        return [s.decode() if isinstance(s, bytes) else str(s) for s in found]
+        args: list[Any] = [repr(float(window_seconds)), int(slices)]
+        for name, n in counts.items():
+            if ":" in name:
+                raise ValueError("count names must not contain ':'")
+            args += [name, int(n)]
+        with _redis_errors("window_add"):
+            found = await _SCRIPTS["window_add"](client, (self.key(key),), args)
+        names = [x.decode() if isinstance(x, bytes) else str(x) for x in found[::2]]
+        return dict(zip(names, (int(n) for n in found[1::2]), strict=True))
 
     async def doc_get(self, key: str) -> dict[str, Any] | None:
         """See :meth:`StateStore.doc_get`.

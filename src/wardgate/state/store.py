@@ -14,7 +14,7 @@ Error tree (a leaf of :class:`wardgate.errors.WardgateError`)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -157,14 +157,16 @@ class StateStore(Protocol):
         """
         ...
 
-    async def sample_add(
-        self, key: str, sample: str, window_seconds: float, max_samples: int
-    ) -> list[str]:
-        """Record ``sample`` (unique per call) and return the samples of the last
-        ``window_seconds``, oldest first, at most ``max_samples``.
+    async def window_add(
+        self, key: str, counts: Mapping[str, int], window_seconds: float, slices: int = 10
+    ) -> dict[str, int]:
+        """Add ``counts`` to the current slice of a sliding window and return each
+        count's sum over the window (the current slice and the ``slices - 1`` before it,
+        each ``window_seconds / slices`` long). Constant work, whatever the traffic.
 
         Raises:
             StateStoreUnavailable: the backend failed.
+            ValueError: bad key, window or slices.
         """
         ...
 

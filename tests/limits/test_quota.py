@@ -4,6 +4,8 @@ tenant's time zone; a legitimate caller of another tenant is unaffected."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -182,3 +184,32 @@ async def test_through_the_gateway(redis_prefix: str) -> None:
         status, _, answer = await call_tool(base, "echo")
         assert status == 200 and "result" in answer
         assert gateway_events(gw).of(BudgetExhaustedEvent)
+
+
+async def test_the_upstreams_reported_cost_settles_through_the_gateway(redis_prefix: str) -> None:
+    limits = {
+        "store": "redis",
+        "redis": {"url": REDIS_URL, "key_prefix": redis_prefix},
+        "tools": {"query": {"max_cost_usd": 5.0, "monthly_usd": 10.0}},
+    }
+    async with run_gateway(gateway_config(limits)) as (base, gw):
+        assert gw.limits is not None
+        store = gw.limits.store
+        month, _ = month_window(time.time(), ZoneInfo("UTC"))
+
+        async def settled(expected: int) -> None:
+            # Settlement runs in the end hook, after the answer: a bounded wait.
+            for _ in range(200):
+                if await store.counter_get(f"budget:t=-:{month}", "tool=query") == expected:
+                    return
+                await asyncio.sleep(0.01)
+            pytest.fail(f"spent never reached {expected}")
+
+        # Each call reserves 5 USD and reports 0.25: while 5 or less is spent, the
+        # next call fits (21 calls), where without settlement only 2 would.
+        for i in range(21):
+            status, _, answer = await call_tool(base, "query", {"cost": 0.25}, i)
+            assert status == 200 and "result" in answer
+            await settled((i + 1) * 250_000)
+        status, _, answer = await call_tool(base, "query", {"cost": 0.25})
+        assert status == 429 and answer["error"]["data"]["code"] == "wardgate.budget_exhausted"

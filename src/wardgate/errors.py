@@ -14,6 +14,7 @@ the HTTP status used on HTTP transports, and the CLI exit code::
     │   ├── UnsupportedVersion         wardgate.unsupported_version -32022 400
     │   ├── PayloadTooLarge            wardgate.payload_too_large -32600 413
     │   └── SessionNotFound            wardgate.session_not_found -32600 404
+    ├── TooManySessions                wardgate.too_many_sessions -32603 503
     ├── Denied                         wardgate.denied          -32003  200
     │   └── AuthenticationFailed       wardgate.unauthenticated -32003  401
     └── UpstreamError                  wardgate.upstream        -32603  502
@@ -45,6 +46,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolError",
     "SessionNotFound",
+    "TooManySessions",
     "UnknownTarget",
     "UnsupportedVersion",
     "UpstreamBusy",
@@ -177,3 +179,19 @@ class UpstreamBusy(UpstreamError):
     code = "wardgate.upstream_busy"
     http_status = 503
     public_message = "Upstream busy"
+
+
+class TooManySessions(WardgateError):
+    """No place for another session (global or per-principal cap).
+
+    The client sees the same answer whichever cap was hit; ``detail`` (logged) says which.
+    """
+
+    code = "wardgate.too_many_sessions"
+    http_status = 503
+    public_message = "Too many sessions"
+
+    def __init__(self, detail: str = "", *, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        #: Seconds a client should wait before trying again (the edge sends ``Retry-After``).
+        self.retry_after = max(1, retry_after)

@@ -36,13 +36,19 @@ from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
 from wardgate.upstream.seam import Upstream
 from wardgate.upstream.sse_client import SseUpstream
 from wardgate.upstream.stdio import StdioUpstream
+from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH
 
 __all__ = ["Gateway", "build_upstream"]
 
 log = logging.getLogger("wardgate")
 
 
-def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sandbox]) -> Upstream:
+def build_upstream(
+    name: str,
+    config: UpstreamConfig,
+    sandboxes: Mapping[str, Sandbox],
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> Upstream:
     """Make the upstream object a config entry describes (no I/O).
 
     The stdio command was checked when the config was validated (with its line).
@@ -57,14 +63,24 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
             request_timeout=config.request_timeout_seconds,
             max_processes=config.max_processes,
             idle_seconds=config.idle_seconds,
+            max_json_depth=max_json_depth,
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(
-            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+            name,
+            config.url,
+            headers=config.headers,
+            request_timeout=config.request_timeout_seconds,
+            max_json_depth=max_json_depth,
+            ca_file=config.ca_file,
         )
     if isinstance(config, SseUpstreamConfig):
         return SseUpstream(
-            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+            name,
+            config.url,
+            headers=config.headers,
+            request_timeout=config.request_timeout_seconds,
+            max_json_depth=max_json_depth,
         )
     raise ConfigError(f"upstreams.{name}: unknown transport")  # pragma: no cover
 
@@ -103,7 +119,8 @@ class Gateway:
             sweep_interval=config.server.session_sweep_seconds,
         )
         self.upstreams = {
-            name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
+            name: build_upstream(name, up, boxes, config.server.max_json_depth)
+            for name, up in config.upstreams.items()
         }
         self.auth = (
             EdgeAuth(
@@ -164,10 +181,14 @@ class Gateway:
                     self.jwe,
                     server.jwe.required if server.jwe else False,
                     server.client_send_timeout_seconds,
+                    server.max_json_depth,
                 )
                 for n, r in self.routes.items()
             },
-            {n: LegacySseEndpoint(r, server.max_body_bytes) for n, r in self.routes.items()}
+            {
+                n: LegacySseEndpoint(r, server.max_body_bytes, server.max_json_depth)
+                for n, r in self.routes.items()
+            }
             # Legacy SSE cannot seal its stream: where sealing is required it is not served.
             if server.legacy_sse and not (server.jwe is not None and server.jwe.required)
             else {},

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-import pytest
 
 from conftest import stdio_demo_upstream
 from support.http import ACCEPT
@@ -45,10 +44,6 @@ def _demo_children() -> int:
     return count
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Route.initialize to take its place with SessionStore.reserve (lead's file)",
-)
 async def test_an_initialize_flood_starts_no_more_processes_than_the_cap() -> None:
     config = {
         "server": {"max_sessions_per_principal": 2},

@@ -47,6 +47,9 @@ class ServerConfig(_Strict):
     #: Host header values accepted. Empty: loopback names when bound to loopback, else any.
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    #: Deepest nesting of JSON arrays and objects accepted from clients and upstreams.
+    #: At most 254: deeper JSON could be read but not serialised again to be relayed.
+    max_json_depth: int = Field(64, ge=8, le=254)
     session_idle_seconds: float = Field(1800.0, gt=0)
     max_sessions: int = Field(10_000, ge=1)
     #: Handshake-era sessions (and, separately, legacy SSE streams) one principal may hold.
@@ -173,6 +176,9 @@ class HttpUpstreamConfig(_UpstreamBase):
     transport: Literal["http"]
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    #: PEM file of the CA(s) that sign an https upstream's certificate; default: the
+    #: system's trust store. Certificates and host names are always verified.
+    ca_file: str | None = None
 
     _url = field_validator("url")(classmethod(lambda cls, v: _check_url(v)))
 

@@ -23,7 +23,12 @@ from wardgate.identity.principal import BindingKey
 from wardgate.routing.route import Route
 from wardgate.routing.sessions import ChannelLease, GatewaySession
 from wardgate.upstream.seam import Reply
-from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
+from wardgate.wire.jsonrpc import (
+    DEFAULT_MAX_JSON_DEPTH,
+    Message,
+    parse_message,
+    wardgate_error_response,
+)
 from wardgate.wire.mcp import H_PROTOCOL_VERSION
 from wardgate.wire.sse import encode_event
 
@@ -57,9 +62,12 @@ class _Channel:
 
 
 class LegacySseEndpoint:
-    def __init__(self, route: Route, max_body_bytes: int) -> None:
+    def __init__(
+        self, route: Route, max_body_bytes: int, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    ) -> None:
         self.route = route
         self.max_body = max_body_bytes
+        self.max_json_depth = max_json_depth
         self._channels: dict[str, _Channel] = {}
 
     async def __call__(
@@ -161,7 +169,7 @@ class LegacySseEndpoint:
         if channel.session is not None:
             self.route.sessions.touch(channel.session)
         body = await read_body(receive, self.max_body, headers.get("content-length"))
-        message = parse_message(body)
+        message = parse_message(body, self.max_json_depth)
         task = asyncio.create_task(self._handle(channel, message, ctx))
         channel.tasks.add(task)
         task.add_done_callback(channel.tasks.discard)

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from wardgate.errors import WardgateError
+from wardgate.errors import TooManySessions
 from wardgate.identity.principal import BindingKey
 from wardgate.upstream.seam import UpstreamSession
 
@@ -29,22 +29,6 @@ __all__ = ["ChannelLease", "GatewaySession", "SessionSlot", "SessionStore", "Too
 log = logging.getLogger("wardgate.routing.sessions")
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class TooManySessions(WardgateError):
-    """No place for another session (global or per-principal cap).
-
-    The client sees the same answer whichever cap was hit; ``detail`` (logged) says which.
-    """
-
-    code = "wardgate.too_many_sessions"
-    http_status = 503
-    public_message = "Too many sessions"
-
-    def __init__(self, detail: str = "", *, retry_after: int = 60) -> None:
-        super().__init__(detail)
-        #: Seconds a client should wait before trying again (the edge sends ``Retry-After``).
-        self.retry_after = max(1, retry_after)
 
 
 @dataclass(slots=True)

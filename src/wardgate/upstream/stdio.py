@@ -25,15 +25,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
-import orjson
-
 from wardgate.errors import UpstreamBusy, UpstreamError
 from wardgate.routing.isolation import IsolationKey
+from wardgate.upstream._decode import decode_channel_message
 from wardgate.upstream._pending import CallerView
 from wardgate.upstream._process import STOP_GRACE, exited, signal_group, stop_process_group
 from wardgate.upstream.channel import ChannelSession
 from wardgate.upstream.sandbox import Sandbox
-from wardgate.wire.jsonrpc import Message
+from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH
 
 __all__ = ["StdioSession", "StdioUpstream"]
 
@@ -56,9 +55,11 @@ class StdioUpstream:
         max_processes: int = 16,
         idle_seconds: float = 300.0,
         health_timeout: float = 10.0,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self.max_json_depth = max_json_depth
         self.argv = tuple(argv)
         self.env = dict(env or {})
         self.cwd = cwd
@@ -282,13 +283,10 @@ class StdioSession(ChannelSession):
                 line = line.strip()
                 if not line:
                     continue
-                try:
-                    message = Message.from_raw(orjson.loads(line))
-                except Exception:
-                    # The spec forbids non-MCP output on stdout; drop it, never relay it.
-                    log.warning("upstream %s wrote a non-JSON-RPC line to stdout", self._up.name)
-                    continue
-                self._dispatch(message)
+                # The spec forbids non-MCP output on stdout: it is dropped, never relayed.
+                message = decode_channel_message(line, self._up.max_json_depth, self._up.name)
+                if message is not None:
+                    self._dispatch(message)
         finally:
             self._eof = True
             reason = self._abort_reason or "exited"

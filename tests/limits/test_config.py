@@ -64,3 +64,16 @@ def test_a_route_can_turn_limits_off() -> None:
 def test_bad_limits_are_refused(limits: dict[str, Any]) -> None:
     with pytest.raises((ValidationError, ConfigFault)):
         GatewayConfig.model_validate(gateway_config(limits))
+
+
+async def test_a_routes_own_rate_replaces_the_top_level_one() -> None:
+    from limits.conftest import call_tool
+    from support.servers import run_gateway
+
+    limits = {
+        "rate": {"requests": 1, "per_seconds": 3600, "burst": 100},
+        "routes": {"lim": {"rate": {"requests": 1, "per_seconds": 3600, "burst": 1}}},
+    }
+    async with run_gateway(gateway_config(limits)) as (base, _):
+        assert (await call_tool(base, "echo"))[0] == 200
+        assert (await call_tool(base, "echo"))[0] == 429

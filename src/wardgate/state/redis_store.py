@@ -90,26 +90,23 @@ class RedisOptions:
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
 
-# The bucket is one string "tokens stamp" (one GET, one SET with PX: the fewest calls
-# the script can make). The answer is one integer, the cheapest reply to parse: the
-# whole tokens left when allowed, else -(microseconds until the tokens are there) - 1.
+# The bucket as GCRA (the generic cell rate algorithm, equivalent to a token bucket of
+# ``burst`` tokens refilled at ``rate``): one number, the time at which the bucket will
+# be full again, so one GET and one SET with PX and no parsing. The answer is one
+# integer, the cheapest reply to parse: the whole tokens left when allowed, else
+# -(microseconds until the tokens are there) - 1.
 _TAKE_TOKEN = (
     _NOW
     + """
-local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens = burst
-local v = redis.call('GET', KEYS[1])
-if v then
-  local sp = string.find(v, ' ', 1, true)
-  tokens = math.min(burst, tonumber(string.sub(v, 1, sp - 1))
-    + math.max(0, now - tonumber(string.sub(v, sp + 1))) * rate)
+local interval = 1 / tonumber(ARGV[1])
+local span = tonumber(ARGV[2]) * interval
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
+local after = tat + tonumber(ARGV[3]) * interval
+if after - now <= span then
+  redis.call('SET', KEYS[1], string.format('%.17g', after), 'PX', math.ceil((after - now) * 1000) + 1000)
+  return math.floor((span - (after - now)) / interval + 1e-9)
 end
-local allowed = tokens >= cost
-if allowed then tokens = tokens - cost end
-local px = math.ceil(((burst - tokens) / rate + 1) * 1000)
-redis.call('SET', KEYS[1], tokens .. ' ' .. now, 'PX', px)
-if allowed then return math.floor(tokens) end
-return -math.ceil((cost - tokens) / rate * 1000000) - 1
+return -math.ceil((after - now - span) * 1000000) - 1
 """
 )
 

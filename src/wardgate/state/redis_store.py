@@ -103,7 +103,8 @@ local span = tonumber(ARGV[2]) * interval
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
 local after = tat + tonumber(ARGV[3]) * interval
 if after - now <= span then
-  redis.call('SET', KEYS[1], string.format('%.17g', after), 'PX', math.ceil((after - now) * 1000) + 1000)
+  local px = math.ceil((after - now) * 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%.17g', after), 'PX', px)
   return math.floor((span - (after - now)) / interval + 1e-9)
 end
 return -math.ceil((after - now - span) * 1000000) - 1

@@ -24,6 +24,7 @@ from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import ConfigError
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
+from wardgate.limits import Limits
 from wardgate.routing.federated import FederatedRoute
 from wardgate.routing.propagation import Propagation
 from wardgate.routing.route import Member, Route
@@ -133,6 +134,7 @@ class Gateway:
             if config.auth is not None
             else None
         )
+        self.limits = Limits(config.limits, self.events) if config.limits is not None else None
         self.routes: dict[str, Route] = {}
         for name, rc in config.routes.items():
             members = [
@@ -147,6 +149,9 @@ class Gateway:
                 a = rc.auth
                 guards.append(ScopeGuard(a.required_scopes, a.tool_scopes, a.mfa_amr, a.acr_values))
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
+            if self.limits is not None:
+                # Limit last: only a call that may run spends a token, a slot or budget.
+                guards.extend(self.limits.guards_for(name))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
             self.routes[name] = kind(
@@ -192,6 +197,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.sessions.start()
+        if self.limits is not None:
+            await self.limits.start()
         if self.auth is not None:
             await self.auth.start()
         for upstream in self.upstreams.values():
@@ -206,3 +213,5 @@ class Gateway:
                 await upstream.aclose()
             except Exception:
                 log.exception("closing upstream %s failed", upstream.name)
+        if self.limits is not None:
+            await self.limits.aclose()

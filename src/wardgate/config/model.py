@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from wardgate.config._base import ConfigFault
 from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
+from wardgate.config.limits import LimitsConfig
 
 __all__ = [
     "ConfigFault",
@@ -227,6 +228,8 @@ class GatewayConfig(_Strict):
     auth: AuthConfig | None = None
     upstreams: dict[Annotated[str, Field(pattern=_NAME)], UpstreamConfig]
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
+    #: Abuse controls (rate limits, quotas, concurrency, breakers); off unless present.
+    limits: LimitsConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -247,6 +250,9 @@ class GatewayConfig(_Strict):
         for name, upstream in self.upstreams.items():
             if isinstance(upstream, StdioUpstreamConfig):
                 _check_command(name, upstream)
+        if self.limits is not None:
+            for unknown in sorted(set(self.limits.routes) - set(self.routes)):
+                raise ConfigFault(("limits", "routes", unknown), "names no route")
         for name, route in self.routes.items():
             _check_route(name, route, self)
         return self

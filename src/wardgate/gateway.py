@@ -29,9 +29,11 @@ from wardgate.routing.federated import FederatedRoute
 from wardgate.routing.propagation import Propagation
 from wardgate.routing.route import Member, Route
 from wardgate.routing.sessions import SessionStore
+from wardgate.secrets import EnvSource, SecretSource, resolve_secrets
 from wardgate.telemetry.events import EventBus, EventSink
 from wardgate.telemetry.sinks import JsonLinesSink
 from wardgate.upstream.http import HttpUpstream
+from wardgate.upstream.runners import build_sandbox
 from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
 from wardgate.upstream.seam import Upstream
 from wardgate.upstream.sse_client import SseUpstream
@@ -57,7 +59,7 @@ def build_upstream(
         return StdioUpstream(
             name,
             config.command,
-            sandboxes[config.sandbox],
+            sandboxes.get(f"upstream:{name}") or sandboxes[config.sandbox],
             env=config.env,
             cwd=config.cwd,
             request_timeout=config.request_timeout_seconds,
@@ -108,7 +110,19 @@ class Gateway:
         """``extra_guards`` adds the embedder's own guards to routes, by route name,
         after the configured ones (last on requests, first on replies)."""
         self.config = config
+        # Embedders (tests) may pass runners by kind; otherwise each stdio upstream gets
+        # its own runner, built from its config (docs/sandbox.md).
         boxes = dict(sandboxes or {"insecure-none": PlainProcessRunner()})
+        if sandboxes is None:
+            sources: dict[str, SecretSource] = {"env": EnvSource()}
+            for name, up in config.upstreams.items():
+                if isinstance(up, StdioUpstreamConfig):
+                    boxes[f"upstream:{name}"] = build_sandbox(
+                        name,
+                        up,
+                        config.sandbox,
+                        secrets=resolve_secrets(up.secrets, sources, f"upstreams.{name}"),
+                    )
         if sinks is None:
             sinks = [JsonLinesSink()] if config.log.events else []
         self.events = EventBus(sinks)

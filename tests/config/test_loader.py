@@ -47,7 +47,12 @@ def test_a_good_config_parses() -> None:
     [
         ("port = 9000", "port = 99999", "g.toml:3: server.port: Input should be less than"),
         ("port = 9000", "port = 9000\nbogus = 1", "g.toml:4: server.bogus: unknown key"),
-        ('sandbox = "insecure-none"', "", "g.toml:5: upstreams.demo.sandbox: Field required"),
+        # No sandbox key means "auto" (a real sandbox); an unknown runner is refused.
+        (
+            'sandbox = "insecure-none"',
+            'sandbox = "docker"',
+            "g.toml:8: upstreams.demo.sandbox: Input should be",
+        ),
         ('url = "http://127.0.0.1:9/mcp"', 'url = "ftp://x"', "g.toml:12: upstreams.web.url:"),
         (
             'url = "http://127.0.0.1:9/mcp"',

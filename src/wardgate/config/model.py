@@ -21,6 +21,14 @@ from wardgate.config._base import ConfigFault
 from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 from wardgate.config.limits import LimitsConfig
+from wardgate.config.sandbox import (
+    SandboxKind,
+    SandboxLimits,
+    SandboxSettings,
+    check_egress,
+    check_host_path,
+)
+from wardgate.upstream.profile import forbidden_env_name
 
 __all__ = [
     "ConfigFault",
@@ -152,9 +160,51 @@ class StdioUpstreamConfig(_UpstreamBase):
     command: tuple[str, ...] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
-    #: How the process is isolated. ``insecure-none`` runs it unsandboxed and must be
-    #: chosen explicitly; the real sandboxes arrive with their own issue.
-    sandbox: Literal["insecure-none"]
+    #: How the process is isolated (docs/sandbox.md): ``auto`` picks gVisor when it
+    #: works on this host, else bubblewrap; ``insecure-none`` runs it unsandboxed and
+    #: must be chosen explicitly.
+    sandbox: SandboxKind = "auto"
+    #: Host paths bound read-only into the sandbox (the interpreter, the packages);
+    #: each must be under ``[sandbox] allowed_host_paths``.
+    read_only_paths: tuple[str, ...] = ()
+    sandbox_limits: SandboxLimits = SandboxLimits()
+    #: ``host:port`` pairs the server may reach, through the gateway's egress proxy.
+    egress: tuple[str, ...] = ()
+    #: Exact addresses the egress proxy may connect to although they are not public
+    #: (a test site on loopback, a service in the VPC).
+    egress_allow_addresses: tuple[str, ...] = ()
+    #: Secret files: NAME -> source reference (``env:VAR`` or ``file:KEY``).
+    secrets: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")], str] = Field(
+        default_factory=dict
+    )
+    #: Never allowed; present so that a config asking for it is refused by name.
+    privileged: bool = False
+
+    @field_validator("privileged")
+    @classmethod
+    def _not_privileged(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("privileged sandboxes are never allowed")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_credentials_in_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if forbidden_env_name(name):
+                raise ValueError(f"{name!r} may not be set for a server (use secrets)")
+        return value
+
+    @field_validator("egress")
+    @classmethod
+    def _egress(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_egress(v) for v in value)
+
+    @field_validator("egress_allow_addresses")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(ipaddress.ip_address(v)) for v in value)
+
     #: Most processes this upstream may run at once: shared (stateless) processes plus
     #: one per handshake-era session. Past it, the least recently used idle shared
     #: process is stopped, else the call is refused (``wardgate.upstream_busy``).
@@ -230,6 +280,7 @@ class GatewayConfig(_Strict):
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
     #: Abuse controls (rate limits, quotas, concurrency, breakers); off unless present.
     limits: LimitsConfig | None = None
+    sandbox: SandboxSettings = SandboxSettings()
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -250,6 +301,7 @@ class GatewayConfig(_Strict):
         for name, upstream in self.upstreams.items():
             if isinstance(upstream, StdioUpstreamConfig):
                 _check_command(name, upstream)
+                _check_sandbox(name, upstream, self.sandbox)
         if self.limits is not None:
             for unknown in sorted(set(self.limits.routes) - set(self.routes)):
                 raise ConfigFault(("limits", "routes", unknown), "names no route")
@@ -271,6 +323,20 @@ def _check_command(name: str, config: StdioUpstreamConfig) -> None:
     search = config.env.get("PATH", os.environ.get("PATH", os.defpath))
     if shutil.which(program, path=search) is None:
         raise ConfigFault(where, f"{program!r} not found on PATH")
+
+
+def _check_sandbox(name: str, config: StdioUpstreamConfig, settings: SandboxSettings) -> None:
+    """Refuse unsafe mounts (the Docker socket, /proc, /sys, paths outside the allowed set)."""
+    for index, path in enumerate(config.read_only_paths):
+        try:
+            check_host_path(path, settings.allowed_host_paths)
+        except ValueError as exc:
+            raise ConfigFault(("upstreams", name, "read_only_paths", index), str(exc)) from None
+    if config.sandbox == "insecure-none" and (config.egress or config.secrets):
+        raise ConfigFault(
+            ("upstreams", name, "sandbox"),
+            "egress and secrets need a sandbox (an unsandboxed process reaches everything)",
+        )
 
 
 def _check_route(name: str, route: RouteConfig, config: GatewayConfig) -> None:

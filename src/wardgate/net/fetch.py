@@ -23,10 +23,10 @@ import aiohttp
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-__all__ = ["FetchPolicy", "FetchRefused", "SafeFetcher", "address_allowed", "loads_strict"]
+from wardgate.net.address import IPAddress, address_allowed
+from wardgate.net.address import unwrap as _unwrap
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+__all__ = ["FetchPolicy", "FetchRefused", "SafeFetcher", "address_allowed", "loads_strict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,31 +82,6 @@ def loads_strict(data: str | bytes) -> Any:
         parse_float=_finite_float,
         object_pairs_hook=_unique_members,
     )
-
-
-def _unwrap(ip: IPAddress) -> IPAddress:
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip in _NAT64:
-            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if ip.sixtofour is not None:
-            return ip.sixtofour
-        if ip.teredo is not None:
-            return ip.teredo[1]
-    return ip
-
-
-def address_allowed(ip: IPAddress, policy: FetchPolicy) -> bool:
-    """Whether ``policy`` lets us connect to ``ip`` (v4-in-v6 forms are unwrapped)."""
-    ip = _unwrap(ip)
-    if ip.is_loopback:
-        return policy.allow_loopback
-    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
-        return False
-    if ip.is_global:
-        return True
-    return policy.allow_private and ip.is_private
 
 
 class _PolicyResolver(AbstractResolver):

@@ -1,0 +1,128 @@
+"""The host side of one sandbox: its state directory, secret files and cgroup, and
+their removal when the sandbox exits, however it exits.
+
+State lives under ``<root>/<gateway pid>-<n>``; a gateway that died by SIGKILL leaves
+its directories behind, and :func:`sweep` (run when a runner is made) removes every
+one whose gateway pid no longer runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from wardgate.upstream._cgroup import Cgroup
+from wardgate.upstream._process import exited
+
+__all__ = ["SECRETS_DIR", "Box", "default_root", "sweep"]
+
+log = logging.getLogger("wardgate.sandbox")
+_serial = itertools.count(1)
+SECRETS_DIR = "/run/secrets"
+
+
+def default_root() -> Path:
+    """Where sandbox state lives: a tmpfs (``/dev/shm``) when there is one, so secret
+    files never reach a disk."""
+    shm = Path("/dev/shm")  # noqa: S108 - the tmpfs, on purpose
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    return base / f"wardgate-sandbox-{os.getuid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep(root: Path) -> int:
+    """Remove what dead gateways left under ``root`` (and their cgroups). Returns how many."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for entry in root.iterdir():
+        owner = entry.name.split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner)):
+            shutil.rmtree(entry, ignore_errors=True)
+            Cgroup.sweep(f"{entry.name}")
+            removed += 1
+    if removed:
+        log.warning("sandbox: removed %d leftover sandbox state directories in %s", removed, root)
+    return removed
+
+
+class Box:
+    """State of one sandbox on the host."""
+
+    def __init__(self, root: Path, upstream: str) -> None:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.name = f"{os.getpid()}-{next(_serial)}-{upstream}"[:60]
+        self.dir = root / self.name
+        self.dir.mkdir(mode=0o700)
+        self.cgroup: Cgroup | None = None
+        self._cleanups: list[Callable[[], Awaitable[None] | None]] = []
+
+    def write_secrets(
+        self, secrets: Mapping[str, bytes], owner: int | None = None
+    ) -> dict[str, str]:
+        """Write each secret to a 0400 file (owned by ``owner`` if given, so that a
+        runner without a user namespace can let the server's uid read it, and no one
+        else: the directory is the gateway's, mode 0700); returns name -> host path."""
+        if not secrets:
+            return {}
+        d = self.dir / "secrets"
+        d.mkdir(mode=0o700)
+        paths = {}
+        for name, value in secrets.items():
+            path = d / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+            try:
+                if owner is not None and os.geteuid() == 0:
+                    os.fchown(fd, owner, owner)
+                os.write(fd, value)
+            finally:
+                os.close(fd)
+            paths[name] = str(path)
+        return paths
+
+    def on_exit(self, cleanup: Callable[[], Awaitable[None] | None]) -> None:
+        self._cleanups.append(cleanup)
+
+    async def close(self) -> None:
+        """Run the cleanups, remove the cgroup and the state directory (idempotent)."""
+        cleanups, self._cleanups = self._cleanups, []
+        for cleanup in reversed(cleanups):
+            with contextlib.suppress(Exception):
+                result = cleanup()
+                if result is not None:
+                    await result
+        if self.cgroup is not None:
+            # The sandbox's last processes die asynchronously after its leader; no event
+            # says when a cgroup empties (v1), so poll, bounded.
+            for _ in range(100):
+                if self.cgroup.remove():
+                    break
+                await asyncio.sleep(0.02)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def watch(self, proc: asyncio.subprocess.Process) -> asyncio.Task[None]:
+        """Close this box once ``proc`` (the sandbox's outermost process) has exited."""
+
+        async def watcher() -> None:
+            try:
+                await exited(proc)
+            finally:
+                await asyncio.shield(self.close())
+
+        return asyncio.get_running_loop().create_task(watcher(), name=f"sandbox {self.name}")

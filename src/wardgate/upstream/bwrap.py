@@ -1,0 +1,152 @@
+"""The bubblewrap runner: each server in its own user, pid, ipc, uts, cgroup and network
+namespaces, all capabilities dropped, a read-only view of ``/usr`` and of the paths
+the operator lists, a size-bounded tmpfs on ``/tmp``, as an unprivileged uid.
+
+Memory and pids are bounded by a cgroup per sandbox when the host lets the gateway
+make one (else by rlimits per process). The network namespace has only loopback; a
+server allowed egress reaches the gateway's egress proxy through a unix socket bound
+into the sandbox, via a small forwarder (``_forwarder.py``) that runs in the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from wardgate.errors import ConfigError
+from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
+from wardgate.upstream._cgroup import Cgroup, rlimit_preexec
+from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
+from wardgate.upstream.spawn import spawn_options
+
+__all__ = ["BubblewrapRunner", "bwrap_argv"]
+
+log = logging.getLogger("wardgate.sandbox")
+_LIMIT = 64 * 1024 * 1024
+FORWARDER = Path(__file__).with_name("_forwarder.py")
+_EGRESS_SOCKET = "/run/wardgate/egress.sock"
+_FORWARDER_IN = "/run/wardgate/forward.py"
+
+
+def bwrap_argv(
+    bwrap: str,
+    profile: SandboxProfile,
+    argv: Sequence[str],
+    cwd: str | None,
+    secret_paths: Mapping[str, str],
+) -> list[str]:
+    """The full ``bwrap`` command line for ``argv`` under ``profile``."""
+    args = [
+        bwrap,
+        "--unshare-all",  # user, ipc, pid, net, uts, cgroup namespaces
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        str(profile.uid),
+        "--gid",
+        str(profile.uid),
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        host = Path("/") / link
+        if host.is_symlink():
+            args += ["--symlink", str(host.readlink()), f"/{link}"]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), f"/{link}"]
+    for path in profile.read_only:
+        args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(profile.scratch_bytes), "--tmpfs", "/tmp"]  # noqa: S108
+    if secret_paths:
+        args += ["--tmpfs", SECRETS_DIR]
+        for name, source in secret_paths.items():
+            args += ["--ro-bind", source, f"{SECRETS_DIR}/{name}"]
+        args += ["--remount-ro", SECRETS_DIR]
+    if profile.egress_socket is not None:
+        args += ["--ro-bind", str(FORWARDER), _FORWARDER_IN]
+        args += ["--bind", profile.egress_socket, _EGRESS_SOCKET]
+    args += ["--remount-ro", "/", "--chdir", cwd or "/tmp", "--"]  # noqa: S108
+    if profile.egress_socket is not None:
+        args += [sys.executable, "-I", "-S", _FORWARDER_IN, _EGRESS_SOCKET, "--"]
+    return args + list(argv)
+
+
+def _chain(*fns: Callable[[], None] | None) -> Callable[[], None] | None:
+    todo = [f for f in fns if f is not None]
+    if not todo:
+        return None
+
+    def run() -> None:
+        for f in todo:
+            f()
+
+    return run
+
+
+class BubblewrapRunner:
+    """A :class:`~wardgate.upstream.sandbox.Sandbox` running servers under ``bwrap``."""
+
+    name = "bubblewrap"
+
+    def __init__(self, profile: SandboxProfile, *, root: Path | None = None) -> None:
+        """Raises:
+        ConfigError: ``bwrap`` is not installed.
+        """
+        found = shutil.which("bwrap")
+        if found is None:
+            raise ConfigError("sandbox 'bubblewrap': bwrap is not installed")
+        self._bwrap = found
+        self.profile = profile
+        self._root = root or default_root()
+        self._tasks: set[asyncio.Task[None]] = set()
+        sweep(self._root)
+
+    async def spawn(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
+    ) -> asyncio.subprocess.Process:
+        """Start ``argv`` in a fresh sandbox (see the module docstring)."""
+        profile = self.profile
+        program = resolve_program(argv[0], env, cwd)
+        box = Box(self._root, profile.upstream)
+        try:
+            secret_paths = box.write_secrets(profile.secrets)
+            child_env = sandbox_env(env, proxy=profile.egress_socket is not None)
+            for name in secret_paths:
+                child_env[f"{name}_FILE"] = f"{SECRETS_DIR}/{name}"
+            box.cgroup = Cgroup.create(box.name, profile.memory_bytes, profile.pids)
+            limits = (
+                box.cgroup.join_preexec()
+                if box.cgroup is not None
+                else rlimit_preexec(profile.memory_bytes)
+            )
+            options = spawn_options()
+            preexec = _chain(options.pop("preexec_fn", None), limits)
+            command = bwrap_argv(self._bwrap, profile, [program, *argv[1:]], cwd, secret_paths)
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=child_env,
+                limit=_LIMIT,
+                start_new_session=True,
+                preexec_fn=preexec,
+                **options,
+            )
+        except BaseException:
+            await box.close()
+            raise
+        task = box.watch(proc)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return proc

@@ -122,6 +122,8 @@ class Gateway:
                         up,
                         config.sandbox,
                         secrets=resolve_secrets(up.secrets, sources, f"upstreams.{name}"),
+                        # Egress refusals are events; the bus is made just below.
+                        emit=lambda event: self.events.emit(event),
                     )
         if sinks is None:
             sinks = [JsonLinesSink()] if config.log.events else []

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from wardgate.errors import ConfigError
+from wardgate.net.egress import EgressProxy
 from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
 from wardgate.upstream._cgroup import Cgroup, rlimit_preexec
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
@@ -98,7 +99,13 @@ class BubblewrapRunner:
 
     name = "bubblewrap"
 
-    def __init__(self, profile: SandboxProfile, *, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        profile: SandboxProfile,
+        *,
+        root: Path | None = None,
+        egress: EgressProxy | None = None,
+    ) -> None:
         """Raises:
         ConfigError: ``bwrap`` is not installed.
         """
@@ -108,6 +115,7 @@ class BubblewrapRunner:
         self._bwrap = found
         self.profile = profile
         self._root = root or default_root()
+        self._egress = egress
         self._tasks: set[asyncio.Task[None]] = set()
         sweep(self._root)
 
@@ -117,6 +125,8 @@ class BubblewrapRunner:
         """Start ``argv`` in a fresh sandbox (see the module docstring)."""
         profile = self.profile
         program = resolve_program(argv[0], env, cwd)
+        if self._egress is not None:
+            await self._egress.start()  # the socket must exist before bwrap binds it
         box = Box(self._root, profile.upstream)
         try:
             secret_paths = box.write_secrets(profile.secrets)

@@ -6,12 +6,16 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 from wardgate.config.model import StdioUpstreamConfig
 from wardgate.config.sandbox import SandboxSettings
 from wardgate.errors import ConfigError
+from wardgate.net.egress import EgressProxy, EgressRules
+from wardgate.telemetry.events import GatewayEvent
+from wardgate.upstream._box import default_root
 from wardgate.upstream.bwrap import BubblewrapRunner
 from wardgate.upstream.profile import SandboxProfile
 from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
@@ -46,7 +50,7 @@ def build_sandbox(
     settings: SandboxSettings,
     *,
     secrets: dict[str, bytes] | None = None,
-    egress_socket: str | None = None,
+    emit: Callable[[GatewayEvent], None] | None = None,
 ) -> Sandbox:
     """The runner for upstream ``name``; says at start-up which one it is.
 
@@ -55,6 +59,14 @@ def build_sandbox(
     """
     if config.sandbox == "insecure-none":
         return PlainProcessRunner()
+    root = Path(settings.state_dir) if settings.state_dir else default_root()
+    egress: EgressProxy | None = None
+    if config.egress:
+        rules = EgressRules.parse(config.egress, config.egress_allow_addresses)
+        # Named <pid>-...: the start-up sweep removes it once this gateway is gone.
+        path = root / f"{os.getpid()}-egress-{name}" / "egress.sock"
+        egress = EgressProxy(name, rules, path, emit)
+        log.info("upstream %s: egress only to %s", name, ", ".join(config.egress))
     limits = config.sandbox_limits
     profile = SandboxProfile(
         upstream=name,
@@ -62,10 +74,9 @@ def build_sandbox(
         scratch_bytes=limits.scratch_mib * _MIB,
         memory_bytes=limits.memory_mib * _MIB,
         pids=limits.pids,
-        egress_socket=egress_socket,
+        egress_socket=egress.path if egress is not None else None,
         secrets=secrets or {},
     )
-    root = Path(settings.state_dir) if settings.state_dir else None
     kind = config.sandbox
     if kind in ("auto", "gvisor"):
         from wardgate.upstream.gvisor import GVisorRunner
@@ -77,4 +88,4 @@ def build_sandbox(
             log.info("upstream %s: sandbox gvisor (runsc)", name)
             return GVisorRunner(profile, root=root)
     log.info("upstream %s: sandbox bubblewrap (pid %d)", name, os.getpid())
-    return BubblewrapRunner(profile, root=root)
+    return BubblewrapRunner(profile, root=root, egress=egress)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox._mcp import StdioDriver
-from tests.support.servers import free_port
+from sandbox_driver import StdioDriver
+from support.servers import free_port
 from wardgate.net.egress import EgressProxy, EgressRefused, EgressRules
 from wardgate.telemetry.events import GatewayEvent
 from wardgate.upstream._process import stop_process_group

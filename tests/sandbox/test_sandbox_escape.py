@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_driver import StdioDriver
+from support.stdio_driver import StdioDriver
 from wardgate.upstream._process import stop_process_group
 from wardgate.upstream.bwrap import BubblewrapRunner
 from wardgate.upstream.gvisor import GVisorRunner

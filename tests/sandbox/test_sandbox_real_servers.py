@@ -90,15 +90,17 @@ async def test_fetch_server_sandboxed_with_egress_through_the_gateway(site: int)
         egress_allow_addresses=["127.0.0.2"],
         sandbox_limits={"memory_mib": 1024},
     )
-    async with run_gateway(_config({"fetch": fetch})) as (url, _):
-        async with Client(f"{url}/mcp/fetch", mode="legacy") as client:
-            ok = await client.call_tool("fetch", {"url": f"http://127.0.0.2:{site}/", "raw": True})
-            assert not ok.is_error
-            assert "allowed site" in ok.content[0].text  # type: ignore[union-attr]
-            refused = await client.call_tool(
-                "fetch", {"url": "http://169.254.169.254/latest/meta-data/", "raw": True}
-            )
-            assert refused.is_error
+    async with (
+        run_gateway(_config({"fetch": fetch})) as (url, _),
+        Client(f"{url}/mcp/fetch", mode="legacy") as client,
+    ):
+        ok = await client.call_tool("fetch", {"url": f"http://127.0.0.2:{site}/", "raw": True})
+        assert not ok.is_error
+        assert "allowed site" in ok.content[0].text  # type: ignore[union-attr]
+        refused = await client.call_tool(
+            "fetch", {"url": "http://169.254.169.254/latest/meta-data/", "raw": True}
+        )
+        assert refused.is_error
 
 
 def test_egress_under_gvisor_is_refused_at_start_up() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_driver import StdioDriver
 from support.servers import free_port
+from support.stdio_driver import StdioDriver
 from wardgate.net.egress import EgressProxy, EgressRefused, EgressRules
 from wardgate.telemetry.events import GatewayEvent
 from wardgate.upstream._process import stop_process_group

@@ -64,10 +64,11 @@ def bwrap_argv(
             args += ["--symlink", str(host.readlink()), f"/{link}"]
         elif host.is_dir():
             args += ["--ro-bind", str(host), f"/{link}"]
+    # The scratch tmpfs first: a listed path under /tmp is bound over it, not hidden.
+    args += ["--size", str(profile.scratch_bytes), "--tmpfs", "/tmp"]  # noqa: S108
     for path in profile.read_only:
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(profile.scratch_bytes), "--tmpfs", "/tmp"]  # noqa: S108
     if secret_paths:
         args += ["--tmpfs", SECRETS_DIR]
         for name, source in secret_paths.items():

@@ -22,6 +22,7 @@ from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import ConfigError
+from wardgate.guards.assembly import GuardAssembly
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
 from wardgate.routing.federated import FederatedRoute
@@ -114,20 +115,23 @@ class Gateway:
             if config.auth is not None
             else None
         )
+        self.guards = GuardAssembly(config)
         self.routes: dict[str, Route] = {}
         for name, rc in config.routes.items():
             members = [
                 Member(rc.prefix_of(u), self.upstreams[u], _propagation(config.upstreams[u]))
                 for u in rc.upstreams
             ]
-            # The design's order: authorize (scopes, then tool access), validate, limit.
-            guards: list[Guard] = []
+            # The design's order: authorize (policy, scopes, tool access), then the
+            # content guards (redact · output · integrity · validate), then limits.
+            guards: list[Guard] = self.guards.authorize(name, rc)
             if rc.auth != RouteAuthConfig():
                 if self.auth is None:
                     raise ConfigError(f"routes.{name}.auth: needs an [auth] section")
                 a = rc.auth
                 guards.append(ScopeGuard(a.required_scopes, a.tool_scopes, a.mfa_amr, a.acr_values))
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
+            guards.extend(self.guards.content(rc))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
             self.routes[name] = kind(
@@ -166,6 +170,8 @@ class Gateway:
         )
 
     async def start(self) -> None:
+        # The policy first: a policy that does not load never starts the gateway.
+        await self.guards.start()
         if self.auth is not None:
             await self.auth.start()
         for upstream in self.upstreams.values():
@@ -173,6 +179,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.sessions.aclose()
+        await self.guards.aclose()
         if self.auth is not None:
             await self.auth.aclose()
         for upstream in self.upstreams.values():

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wardgate.config.guards import ContentConfig, ContentRouteConfig, PolicyConfig
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 
 __all__ = [
@@ -148,6 +149,8 @@ class RouteConfig(_Strict):
     separator: str = Field("__", pattern=r"^[A-Za-z0-9_.-]{1,4}$")
     tools: ToolAccessConfig = ToolAccessConfig()
     auth: RouteAuthConfig = RouteAuthConfig()
+    #: Keys written here replace the gateway-wide ``[content]`` ones for this route.
+    content: ContentRouteConfig | None = None
 
     @model_validator(mode="after")
     def _prefixes_known(self) -> RouteConfig:
@@ -168,6 +171,9 @@ class GatewayConfig(_Strict):
     auth: AuthConfig | None = None
     upstreams: dict[Annotated[str, Field(pattern=_NAME)], UpstreamConfig]
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
+    #: Authorization as code; without it the routes' tool lists govern.
+    policy: PolicyConfig | None = None
+    content: ContentConfig = ContentConfig()
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -49,7 +49,34 @@ def _parser() -> argparse.ArgumentParser:
     wrap.add_argument("argv", nargs=argparse.REMAINDER)
     demo = sub.add_parser("demo", help="run the gateway in front of the bundled demo server")
     demo.add_argument("--port", type=int, default=8787)
+    _add_guard_commands(sub)
     return parser
+
+
+def _add_guard_commands(sub: Any) -> None:
+    """``policy …``, ``pins …`` and ``scan-tools``: the operators' tools of the guards."""
+    from wardgate.content import cli as content_cli
+    from wardgate.policy import cli as policy_cli
+
+    policy_cli.add_parser(sub)
+    content_cli.add_parsers(sub)
+
+
+def _run_guard_command(args: argparse.Namespace) -> int | None:
+    """Run ``policy``, ``pins`` or ``scan-tools``; ``None`` for any other command.
+
+    Raises:
+        ConfigError: the command is refused (exit 2).
+    """
+    if args.command == "policy":
+        from wardgate.policy import cli as policy_cli
+
+        return policy_cli.run(args)
+    if args.command in ("pins", "scan-tools"):
+        from wardgate.content import cli as content_cli
+
+        return content_cli.run(args)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _wrap(args)
         if args.command == "demo":
             return _demo(args.port)
+        guard_command = _run_guard_command(args)
+        if guard_command is not None:
+            return guard_command
     except WardgateError as exc:
         print(f"wardgate: {exc.detail}", file=sys.stderr)
         return exc.exit_code
@@ -99,10 +129,12 @@ def with_overrides(config: GatewayConfig, overrides: dict[str, Any]) -> GatewayC
 
 def _check(path: str) -> int:
     from wardgate.gateway import Gateway
+    from wardgate.guards.assembly import authorization_note
 
     config = load_config(path)
     gateway = Gateway(config)
     print(f"{path}: OK ({len(gateway.routes)} route(s), {len(gateway.upstreams)} upstream(s))")
+    print(authorization_note(config))
     return 0
 
 
@@ -209,8 +241,11 @@ def _demo(port: int) -> int:
     )
     banner = f"""
 Wardgate demo: the gateway listens on {url}
-in front of the bundled demo MCP server (tools: echo, add, utc_now; delete_everything
-is denied by the route's tool guard). The demo runs the server UNSANDBOXED.
+in front of the bundled demo MCP server. Its Cedar policy (wardgate/policy/demo/
+policies.cedar) allows the tools echo, add and utc_now, the prompt greet and the
+resource demo://readme, and nothing else: delete_everything is hidden from the tool
+list and a call to it is answered as for a tool that does not exist (default deny).
+Secrets in results are redacted. The demo runs the server UNSANDBOXED.
 
 Try it from another terminal:
   curl -s {url} -H 'content-type: application/json' \\

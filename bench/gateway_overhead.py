@@ -52,9 +52,14 @@ UVLOOP_SHIM = (
     "from wardgate.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
-# Targets from the issue.
+# Targets from the issues. For the instant upstream (issue 6), as ratios to the direct
+# call measured in the same run, since machines differ by 1.5-2x: added p50 at c=1 at
+# most the direct call's own p50; gateway CPU per call at c=N at most 3x the upstream's
+# (direct); c=N calls/s at least 0.5x direct. The SDK upstream keeps the first issue's.
 TARGET_ADDED_P50_MS = 0.5
-TARGET_RATIO = {"instant": 0.30, "sdk": 0.50}
+TARGET_ADDED_P50_RATIO = 1.0
+TARGET_CPU_RATIO = 3.0
+TARGET_RATIO = {"instant": 0.50, "sdk": 0.50}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -596,22 +601,40 @@ def report(
             f"{ratio_s:>13}{spread}"
         )
         print()
-        if sc.era == "modern":
+        if sc.era == "modern" and sc.upstream == "instant":
+            checks.append(
+                (
+                    f"{sc.upstream}: added p50 at c=1 {added50:.3f} ms <= "
+                    f"{TARGET_ADDED_P50_RATIO:g}x the direct p50 ({d1.p50:.3f} ms)",
+                    added50 <= TARGET_ADDED_P50_RATIO * d1.p50,
+                )
+            )
+            if dn and gn:
+                gw_cpu, up_cpu = gn.cpu_us(gn.gw_ticks), dn.cpu_us(dn.up_ticks)
+                checks.append(
+                    (
+                        f"{sc.upstream}: gateway CPU/call at c={conc} {gw_cpu:.0f} µs = "
+                        f"{gw_cpu / up_cpu:.1f}x the upstream's ({up_cpu:.0f} µs) "
+                        f"<= {TARGET_CPU_RATIO:g}x",
+                        gw_cpu <= TARGET_CPU_RATIO * up_cpu,
+                    )
+                )
+        elif sc.era == "modern":
             checks.append(
                 (
                     f"{sc.upstream}: added p50 at c=1 {added50:.3f} ms <= {TARGET_ADDED_P50_MS} ms",
                     added50 <= TARGET_ADDED_P50_MS,
                 )
             )
-            if ratio is not None:
-                want = TARGET_RATIO[sc.upstream]
-                checks.append(
-                    (
-                        f"{sc.upstream}: gateway calls/s at c={conc} {ratio:.2f}x of direct "
-                        f">= {want:.2f}x",
-                        ratio >= want,
-                    )
+        if sc.era == "modern" and ratio is not None:
+            want = TARGET_RATIO[sc.upstream]
+            checks.append(
+                (
+                    f"{sc.upstream}: gateway calls/s at c={conc} {ratio:.2f}x of direct "
+                    f">= {want:.2f}x",
+                    ratio >= want,
                 )
+            )
     print("Per-call CPU (utime+stime from /proc, summed over all measured phases):")
     for sc in scenarios:
         for c in sc.concurrencies:

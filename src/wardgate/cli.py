@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from pydantic import ValidationError
 
 from wardgate import __version__
 from wardgate.config import load_config
-from wardgate.config.model import GatewayConfig
+from wardgate.config.model import ConfigFault, GatewayConfig
 from wardgate.errors import ConfigError, WardgateError
 from wardgate.telemetry.logs import configure_logging
 
@@ -116,10 +115,12 @@ def with_overrides(config: GatewayConfig, overrides: dict[str, Any]) -> GatewayC
     """
     data = config.model_dump(mode="python", round_trip=True)
     data["server"] = {**data["server"], **overrides}
+    flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
     try:
         return GatewayConfig.model_validate(data)
+    except ConfigFault as fault:  # a fault across keys, already naming its key
+        raise ConfigError(f"invalid configuration with {flags}\n  {fault.detail}") from None
     except ValidationError as exc:
-        flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
         lines = [
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
             for e in exc.errors()
@@ -139,56 +140,10 @@ def _check(path: str) -> int:
 
 
 def _run(config: GatewayConfig, banner: str | None = None) -> int:
-    import uvicorn
-
-    from wardgate.gateway import Gateway
+    from wardgate.edge.serve import serve
 
     configure_logging(config.log.level, config.log.format)
-    gateway = Gateway(config)
-    server = uvicorn.Server(uvicorn.Config(gateway.app, **uvicorn_options(config)))
-
-    async def run() -> None:
-        await gateway.start()
-        try:
-            if banner:
-                print(banner, flush=True)
-            log.info(
-                "serving %d route(s) on %s:%d",
-                len(gateway.routes),
-                config.server.host,
-                config.server.port,
-            )
-            await server.serve()
-        finally:
-            await gateway.aclose()
-
-    # asyncio.run would ignore uvicorn's loop choice (uvloop when installed).
-    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-        runner.run(run())
-    return 0
-
-
-def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
-    """How ``serve`` runs uvicorn: quiet, no server header, TLS when configured.
-
-    Raises:
-        ConfigError: a certificate, key or CA file is unusable.
-    """
-    from wardgate.tls import uvicorn_ssl_kwargs
-
-    options: dict[str, Any] = {
-        "host": config.server.host,
-        "port": config.server.port,
-        "lifespan": "off",
-        "access_log": False,
-        "log_level": "warning",
-        "server_header": False,
-        "date_header": False,
-        "loop": "auto",
-    }
-    if config.server.tls is not None:
-        options.update(uvicorn_ssl_kwargs(config.server.tls.settings()))
-    return options
+    return serve(config, banner)
 
 
 def _wrap(args: argparse.Namespace) -> int:
@@ -256,7 +211,6 @@ or with the official MCP Python SDK (in .venv):
   .venv/bin/python -m wardgate.demo.client {url}
 Stop with Ctrl-C.
 """
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     return _run(demo_config(port), banner)
 
 

@@ -14,10 +14,12 @@ the HTTP status used on HTTP transports, and the CLI exit code::
     │   ├── UnsupportedVersion         wardgate.unsupported_version -32022 400
     │   ├── PayloadTooLarge            wardgate.payload_too_large -32600 413
     │   └── SessionNotFound            wardgate.session_not_found -32600 404
+    ├── TooManySessions                wardgate.too_many_sessions -32603 503
     ├── Denied                         wardgate.denied          -32003  200
     │   └── AuthenticationFailed       wardgate.unauthenticated -32003  401
     └── UpstreamError                  wardgate.upstream        -32603  502
-        └── UpstreamTimeout            wardgate.upstream_timeout -32001 504
+        ├── UpstreamTimeout            wardgate.upstream_timeout -32001 504
+        └── UpstreamBusy               wardgate.upstream_busy   -32603  503
 
 HTTP status 200 marks an error answered in-band: a well-formed call that a guard
 refused, or that names a tool no upstream serves, is a JSON-RPC error in a 200 reply,
@@ -44,8 +46,10 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolError",
     "SessionNotFound",
+    "TooManySessions",
     "UnknownTarget",
     "UnsupportedVersion",
+    "UpstreamBusy",
     "UpstreamError",
     "UpstreamTimeout",
     "WardgateError",
@@ -167,3 +171,27 @@ class UpstreamTimeout(UpstreamError):
     jsonrpc_code = -32001
     http_status = 504
     public_message = "Upstream timed out"
+
+
+class UpstreamBusy(UpstreamError):
+    """The upstream is at its process cap and none of its processes is idle."""
+
+    code = "wardgate.upstream_busy"
+    http_status = 503
+    public_message = "Upstream busy"
+
+
+class TooManySessions(WardgateError):
+    """No place for another session (global or per-principal cap).
+
+    The client sees the same answer whichever cap was hit; ``detail`` (logged) says which.
+    """
+
+    code = "wardgate.too_many_sessions"
+    http_status = 503
+    public_message = "Too many sessions"
+
+    def __init__(self, detail: str = "", *, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        #: Seconds a client should wait before trying again (the edge sends ``Retry-After``).
+        self.retry_after = max(1, retry_after)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
 
 from wardgate.config.identity import RouteAuthConfig
@@ -17,6 +16,7 @@ from wardgate.config.model import (
 from wardgate.core.pipeline import Guard, Pipeline
 from wardgate.edge.app import EdgeApp
 from wardgate.edge.auth import EdgeAuth
+from wardgate.edge.cors import CorsPolicy
 from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
@@ -36,21 +36,24 @@ from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
 from wardgate.upstream.seam import Upstream
 from wardgate.upstream.sse_client import SseUpstream
 from wardgate.upstream.stdio import StdioUpstream
+from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH
 
 __all__ = ["Gateway", "build_upstream"]
 
 log = logging.getLogger("wardgate")
 
 
-def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sandbox]) -> Upstream:
+def build_upstream(
+    name: str,
+    config: UpstreamConfig,
+    sandboxes: Mapping[str, Sandbox],
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> Upstream:
     """Make the upstream object a config entry describes (no I/O).
 
-    Raises:
-        ConfigError: the stdio command cannot be found.
+    The stdio command was checked when the config was validated (with its line).
     """
     if isinstance(config, StdioUpstreamConfig):
-        if shutil.which(config.command[0]) is None:
-            raise ConfigError(f"upstreams.{name}.command: {config.command[0]!r} not found on PATH")
         return StdioUpstream(
             name,
             config.command,
@@ -58,14 +61,26 @@ def build_upstream(name: str, config: UpstreamConfig, sandboxes: Mapping[str, Sa
             env=config.env,
             cwd=config.cwd,
             request_timeout=config.request_timeout_seconds,
+            max_processes=config.max_processes,
+            idle_seconds=config.idle_seconds,
+            max_json_depth=max_json_depth,
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(
-            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+            name,
+            config.url,
+            headers=config.headers,
+            request_timeout=config.request_timeout_seconds,
+            max_json_depth=max_json_depth,
+            ca_file=config.ca_file,
         )
     if isinstance(config, SseUpstreamConfig):
         return SseUpstream(
-            name, config.url, headers=config.headers, request_timeout=config.request_timeout_seconds
+            name,
+            config.url,
+            headers=config.headers,
+            request_timeout=config.request_timeout_seconds,
+            max_json_depth=max_json_depth,
         )
     raise ConfigError(f"upstreams.{name}: unknown transport")  # pragma: no cover
 
@@ -98,10 +113,14 @@ class Gateway:
             sinks = [JsonLinesSink()] if config.log.events else []
         self.events = EventBus(sinks)
         self.sessions = SessionStore(
-            idle_timeout=config.server.session_idle_seconds, max_sessions=config.server.max_sessions
+            idle_timeout=config.server.session_idle_seconds,
+            max_sessions=config.server.max_sessions,
+            max_per_principal=config.server.max_sessions_per_principal,
+            sweep_interval=config.server.session_sweep_seconds,
         )
         self.upstreams = {
-            name: build_upstream(name, up, boxes) for name, up in config.upstreams.items()
+            name: build_upstream(name, up, boxes, config.server.max_json_depth)
+            for name, up in config.upstreams.items()
         }
         self.auth = (
             EdgeAuth(
@@ -134,13 +153,17 @@ class Gateway:
             guards.extend(self.guards.content(rc))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
-            self.routes[name] = kind(
+            route = kind(
                 name,
                 members,
                 Pipeline(guards, events=self.events),
                 self.sessions,
                 separator=rc.separator,
             )
+            # Who may share a stdio process (FederatedRoute's __init__ does not take it
+            # yet; Route reads the attribute when it picks a shared session).
+            route.isolation = rc.isolation
+            self.routes[name] = route
         server = config.server
         self.jwe = (
             GatewayJweKey.load(server.jwe.key_file, server.jwe.signing_key_file)
@@ -157,21 +180,27 @@ class Gateway:
                     self.jwe,
                     server.jwe.required if server.jwe else False,
                     server.client_send_timeout_seconds,
+                    server.max_json_depth,
                 )
                 for n, r in self.routes.items()
             },
-            {n: LegacySseEndpoint(r, server.max_body_bytes) for n, r in self.routes.items()}
+            {
+                n: LegacySseEndpoint(r, server.max_body_bytes, server.max_json_depth)
+                for n, r in self.routes.items()
+            }
             # Legacy SSE cannot seal its stream: where sealing is required it is not served.
             if server.legacy_sse and not (server.jwe is not None and server.jwe.required)
             else {},
             OriginPolicy(server.allowed_origins, server.allowed_hosts, server.loopback),
             self.auth,
             self.jwe,
+            cors=CorsPolicy(server.cors_origins),
         )
 
     async def start(self) -> None:
         # The policy first: a policy that does not load never starts the gateway.
         await self.guards.start()
+        await self.sessions.start()
         if self.auth is not None:
             await self.auth.start()
         for upstream in self.upstreams.values():

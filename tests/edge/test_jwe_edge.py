@@ -142,6 +142,22 @@ async def test_plain_json_still_works_unless_required(
             assert resp.status == 415
 
 
+async def test_where_sealing_is_required_no_unsealed_stream_is_served(
+    gateway: str, demo_http_upstream: str, key_file: Path
+) -> None:
+    stream = {"accept": "text/event-stream", "mcp-session-id": "x" * 43}
+    async with (
+        run_gateway(_config(demo_http_upstream, key_file, True)) as (strict, _),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(f"{strict}/mcp/demo", headers=stream) as resp:
+            assert resp.status == 405  # no GET stream: it could not be sealed
+        async with http.get(f"{strict}/sse/demo", headers=stream) as resp:
+            assert resp.status == 404  # and no legacy SSE transport at all
+        async with http.get(f"{gateway}/sse/demo", headers=stream) as resp:
+            assert resp.status == 200  # where sealing is optional, legacy clients still work
+
+
 async def test_a_response_forged_in_transit_is_refused_by_the_client(gateway: str) -> None:
     """An intermediary that saw the request's ``epk`` re-encrypts a forged answer to it;
     the client helper, holding the gateway's published signing key, refuses it."""

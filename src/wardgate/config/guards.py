@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from wardgate.config._base import ConfigFault
+from wardgate.config._base import StrictModel as _Strict
 from wardgate.content.integrity import ScanLimits
 from wardgate.content.limits import Limits
 from wardgate.content.output import FloodCaps
@@ -39,10 +41,6 @@ __all__ = [
 #: The content guards a route can run; the gateway always composes them in this order.
 CONTENT_GUARDS = ("redact", "output", "controls", "integrity", "validate")
 _Guard = Literal["redact", "output", "controls", "integrity", "validate"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # -- [policy] ---------------------------------------------------------------------------
@@ -101,19 +99,24 @@ class PolicyConfig(_Strict):
         sources = [
             k for k, v in (("dir", self.dir), ("registry_url", self.registry_url)) if v is not None
         ]
+        # ConfigFault carries the key to blame, so the loader names its line.
         if self.engine == "opa":
             if self.opa is None:
-                raise ValueError("engine 'opa' needs a [policy.opa] table with url")
+                raise ConfigFault(("policy", "engine"), "engine 'opa' needs [policy.opa] url")
             if sources:
-                raise ValueError(f"engine 'opa' takes no {sources[0]}: OPA holds the policy")
+                raise ConfigFault(
+                    ("policy", sources[0]), "engine 'opa' takes no policy files: OPA holds them"
+                )
         elif self.opa is not None:
-            raise ValueError("[policy.opa] is only for engine = 'opa'")
+            raise ConfigFault(("policy", "opa"), "[policy.opa] is only for engine = 'opa'")
         elif len(sources) != 1:
-            raise ValueError("give exactly one of dir or registry_url")
+            raise ConfigFault(("policy",), "give exactly one of dir or registry_url")
         if self.registry_url is not None and self.public_key_file is None:
-            raise ValueError("registry_url needs public_key_file (bundles are verified)")
+            raise ConfigFault(
+                ("policy", "registry_url"), "needs public_key_file (bundles are verified)"
+            )
         if self.public_key_file is not None and self.registry_url is None:
-            raise ValueError("public_key_file is only for registry_url")
+            raise ConfigFault(("policy", "public_key_file"), "is only for registry_url")
         return self
 
     def settings(self) -> PolicySettings:
@@ -242,12 +245,12 @@ class ContentRouteConfig(_Strict):
         return ContentSettings(
             input=self.input.policy(),
             input_tools={
-                n: _InputValues(**_override(self.input, t)).policy()
+                n: _InputValues.model_validate(_override(self.input, t)).policy()
                 for n, t in self.input.tools.items()
             },
             output=self.output.policy(),
             output_tools={
-                n: _OutputValues(**_override(self.output, t)).policy()
+                n: _OutputValues.model_validate(_override(self.output, t)).policy()
                 for n, t in self.output.tools.items()
             },
             unlisted=self.unlisted,
@@ -300,4 +303,4 @@ class ContentConfig(ContentRouteConfig):
             return self
         merged = {k: getattr(self, k) for k in ContentRouteConfig.model_fields}
         merged.update({k: getattr(route, k) for k in route.model_fields_set})
-        return ContentRouteConfig(**merged)
+        return ContentRouteConfig.model_validate(merged)

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from wardgate.config._base import StrictModel as _Strict
 from wardgate.errors import ConfigError
 from wardgate.identity.introspection import IntrospectionConfig, Secret
 from wardgate.identity.issuer import DEFAULT_ALGORITHMS, IssuerConfig
@@ -24,10 +25,6 @@ __all__ = [
     "SpiffeEntry",
     "TlsConfig",
 ]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TlsConfig(_Strict):

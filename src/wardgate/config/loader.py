@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wardgate.config._base import ConfigFault
 from wardgate.config.model import GatewayConfig
 from wardgate.errors import ConfigError
 
@@ -68,18 +69,25 @@ def parse_config(source: str, filename: str = "<config>") -> GatewayConfig:
         raise ConfigError(f"{filename}: not valid TOML: {exc}") from None
     try:
         return GatewayConfig.model_validate(data)
+    except ConfigFault as fault:
+        line = _line(source, filename, fault.loc, fault.message)
+        raise ConfigError(f"invalid configuration\n  {line}") from None
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             loc = [p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
-            key = ".".join(str(p) for p in loc) or "(top level)"
-            where = locate(source, loc)
-            at = f"{filename}:{where}" if where else filename
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
-            lines.append(f"{at}: {key}: {message}")
+            lines.append(_line(source, filename, loc, message))
         raise ConfigError("invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def _line(source: str, filename: str, loc: Sequence[str | int], message: str) -> str:
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    where = locate(source, loc)
+    at = f"{filename}:{where}" if where else filename
+    return f"{at}: {key}: {message}"
 
 
 _UNION_TAGS = frozenset({"stdio", "http", "sse", "function-after[_check_url(), str]"})

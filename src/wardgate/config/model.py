@@ -1,17 +1,29 @@
-"""The configuration schema. Unknown keys are errors; every value is checked."""
+"""The configuration schema. Unknown keys are errors; every value is checked, strictly.
+
+Types are strict (pydantic strict mode): ``port = true`` is not a port, ``"1"`` is not a
+number and ``1.5`` is not an integer; TOML arrays fill the tuple fields. Faults that span
+keys (a route naming a missing upstream, a stdio command that does not exist) raise
+:class:`ConfigFault`, which carries the key path so that the loader can name the line.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from wardgate.config._base import ConfigFault
+from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.guards import ContentConfig, ContentRouteConfig, PolicyConfig
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 
 __all__ = [
+    "ConfigFault",
     "GatewayConfig",
     "HttpUpstreamConfig",
     "LogConfig",
@@ -27,10 +39,6 @@ __all__ = [
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
@@ -39,8 +47,18 @@ class ServerConfig(_Strict):
     #: Host header values accepted. Empty: loopback names when bound to loopback, else any.
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    #: Deepest nesting of JSON arrays and objects accepted from clients and upstreams.
+    #: At most 254: deeper JSON could be read but not serialised again to be relayed.
+    max_json_depth: int = Field(64, ge=8, le=254)
     session_idle_seconds: float = Field(1800.0, gt=0)
     max_sessions: int = Field(10_000, ge=1)
+    #: Handshake-era sessions (and, separately, legacy SSE streams) one principal may hold.
+    max_sessions_per_principal: int = Field(100, ge=1)
+    #: How often idle sessions and legacy SSE streams are swept.
+    session_sweep_seconds: float = Field(60.0, gt=0, le=3600)
+    #: Browser origins (exact ``scheme://host[:port]``) allowed cross-origin (CORS).
+    #: Empty: none.
+    cors_origins: tuple[str, ...] = ()
     #: Answer legacy HTTP+SSE (2024-11-05) clients on /sse/{route}.
     legacy_sse: bool = True
     #: Terminate TLS here (TLS 1.3, AES-256-GCM, X25519, SNI enforced by default).
@@ -51,12 +69,50 @@ class ServerConfig(_Strict):
     allow_anonymous: bool = False
     #: How long one write of a stream event may wait for a client that stopped reading.
     client_send_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Listener bounds (edge/listener.py). Strict: ``true`` is not a number, "5" is not one.
+    #: The whole request head must arrive within this (from accept, or the next request's
+    #: first byte on a keep-alive connection).
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300, strict=True)
+    #: The whole request body must arrive within this, from the end of the head.
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600, strict=True)
+    #: Request line and header fields, in bytes (431 beyond).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024, strict=True)
+    #: Header fields in one request (431 beyond).
+    max_headers: int = Field(100, ge=8, le=10_000, strict=True)
+    #: Open connections; at the cap a new one displaces the longest-waiting idle one.
+    max_connections: int = Field(1000, ge=1, le=1_000_000, strict=True)
+    #: Open connections from one client address (unset: no per-address cap).
+    max_connections_per_ip: int | None = Field(None, ge=1, le=1_000_000, strict=True)
+    #: Idle time allowed between requests on a keep-alive connection.
+    keepalive_timeout_seconds: float = Field(5.0, gt=0, le=3600, strict=True)
+    #: Requests served on one connection before it is closed.
+    max_requests_per_connection: int = Field(1000, ge=1, le=10_000_000, strict=True)
+    #: On SIGTERM/SIGINT, calls in flight get this long to finish before they are cut.
+    shutdown_drain_seconds: float = Field(10.0, ge=0, le=3600, strict=True)
 
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
         if not value:
             raise ValueError("host must not be empty")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or "@" in parts.netloc
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port]); wildcards are refused"
+                )
         return value
 
     @property
@@ -99,6 +155,12 @@ class StdioUpstreamConfig(_UpstreamBase):
     #: How the process is isolated. ``insecure-none`` runs it unsandboxed and must be
     #: chosen explicitly; the real sandboxes arrive with their own issue.
     sandbox: Literal["insecure-none"]
+    #: Most processes this upstream may run at once: shared (stateless) processes plus
+    #: one per handshake-era session. Past it, the least recently used idle shared
+    #: process is stopped, else the call is refused (``wardgate.upstream_busy``).
+    max_processes: int = Field(16, ge=1, le=4096, strict=True)
+    #: A shared process with no call for this long is stopped (restarted when needed).
+    idle_seconds: float = Field(300.0, gt=0, le=86_400, strict=True)
 
 
 def _check_url(value: str) -> str:
@@ -114,6 +176,9 @@ class HttpUpstreamConfig(_UpstreamBase):
     transport: Literal["http"]
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    #: PEM file of the CA(s) that sign an https upstream's certificate; default: the
+    #: system's trust store. Certificates and host names are always verified.
+    ca_file: str | None = None
 
     _url = field_validator("url")(classmethod(lambda cls, v: _check_url(v)))
 
@@ -149,17 +214,11 @@ class RouteConfig(_Strict):
     separator: str = Field("__", pattern=r"^[A-Za-z0-9_.-]{1,4}$")
     tools: ToolAccessConfig = ToolAccessConfig()
     auth: RouteAuthConfig = RouteAuthConfig()
+    #: Who may share a stdio server process on stateless calls: ``principal``,
+    #: ``tenant`` (per principal when no tenant is known) or ``shared`` (everyone).
+    isolation: Literal["principal", "tenant", "shared"] = "tenant"
     #: Keys written here replace the gateway-wide ``[content]`` ones for this route.
     content: ContentRouteConfig | None = None
-
-    @model_validator(mode="after")
-    def _prefixes_known(self) -> RouteConfig:
-        unknown = set(self.prefixes) - set(self.upstreams)
-        if unknown:
-            raise ValueError(f"prefixes name upstreams not in this route: {sorted(unknown)}")
-        if len(set(self.upstreams)) != len(self.upstreams):
-            raise ValueError("an upstream is listed twice")
-        return self
 
     def prefix_of(self, upstream: str) -> str:
         return self.prefixes.get(upstream, upstream)
@@ -177,29 +236,65 @@ class GatewayConfig(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
+        # ConfigFault is not a ValueError: it leaves pydantic as is, with its key path.
         if not self.routes:
-            raise ValueError("at least one route is needed")
+            raise ConfigFault(("routes",), "at least one route is needed")
         if self.auth is None and not self.server.loopback and not self.server.allow_anonymous:
-            raise ValueError(
+            raise ConfigFault(
+                ("server", "host"),
                 "serving on a non-loopback address needs an [auth] section "
-                "(or server.allow_anonymous = true, which lets anyone call every tool)"
+                "(or server.allow_anonymous = true, which lets anyone call every tool)",
             )
         if self.auth is not None:
-            self.auth.check_listener(self.server.loopback)
+            try:
+                self.auth.check_listener(self.server.loopback)
+            except ValueError as exc:
+                raise ConfigFault(("auth", "public_url"), str(exc)) from None
+        for name, upstream in self.upstreams.items():
+            if isinstance(upstream, StdioUpstreamConfig):
+                _check_command(name, upstream)
         for name, route in self.routes.items():
-            for upstream in route.upstreams:
-                if upstream not in self.upstreams:
-                    raise ValueError(f"route {name!r} names unknown upstream {upstream!r}")
-            prefixes = [route.prefix_of(u) for u in route.upstreams]
-            if prefixes.count("") > 1:
-                raise ValueError(f"route {name!r}: at most one upstream may have an empty prefix")
-            named = [p for p in prefixes if p]
-            for i, a in enumerate(named):
-                for b in named[i + 1 :]:
-                    if (
-                        a.startswith(b + route.separator)
-                        or b.startswith(a + route.separator)
-                        or a == b
-                    ):
-                        raise ValueError(f"route {name!r}: prefixes {a!r} and {b!r} collide")
+            _check_route(name, route, self)
         return self
+
+
+def _check_command(name: str, config: StdioUpstreamConfig) -> None:
+    """The program must exist now: a route that cannot start is a bad config."""
+    program = config.command[0]
+    where = ("upstreams", name, "command")
+    if "/" in program:
+        # A relative path is taken from the child's working directory, as exec does.
+        path = Path(config.cwd) / program if config.cwd else Path(program)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ConfigFault(where, f"{program!r} is not an executable file")
+        return
+    search = config.env.get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(program, path=search) is None:
+        raise ConfigFault(where, f"{program!r} not found on PATH")
+
+
+def _check_route(name: str, route: RouteConfig, config: GatewayConfig) -> None:
+    seen: set[str] = set()
+    for upstream in route.upstreams:
+        if upstream not in config.upstreams:
+            raise ConfigFault(("routes", name, "upstreams"), f"unknown upstream {upstream!r}")
+        if upstream in seen:
+            raise ConfigFault(("routes", name, "upstreams"), f"{upstream!r} is listed twice")
+        seen.add(upstream)
+    for upstream in route.prefixes:
+        if upstream not in seen:
+            raise ConfigFault(
+                ("routes", name, "prefixes", upstream), f"{upstream!r} is not in this route"
+            )
+    if route.auth != RouteAuthConfig() and config.auth is None:
+        raise ConfigFault(("routes", name, "auth"), "needs an [auth] section")
+    prefixes = [route.prefix_of(u) for u in route.upstreams]
+    if prefixes.count("") > 1:
+        raise ConfigFault(
+            ("routes", name, "prefixes"), "at most one upstream may have an empty prefix"
+        )
+    named = [p for p in prefixes if p]
+    for i, a in enumerate(named):
+        for b in named[i + 1 :]:
+            if a.startswith(b + route.separator) or b.startswith(a + route.separator) or a == b:
+                raise ConfigFault(("routes", name, "prefixes"), f"prefixes {a!r} and {b!r} collide")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from wardgate.core.context import CallContext, TlsFacts, TraceContext, Transport, new_decision_id
 from wardgate.edge.asgi import Receive, Scope, Send, header_map, send_json
 from wardgate.edge.auth import EdgeAuth, is_metadata_path
+from wardgate.edge.cors import CorsPolicy
 from wardgate.edge.jwe import GatewayJweKey
 from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
@@ -37,8 +38,10 @@ class EdgeApp:
         auth: EdgeAuth | None = None,
         jwe: GatewayJweKey | None = None,
         clock: Callable[[], float] = time.time,
+        cors: CorsPolicy | None = None,
     ) -> None:
         self._clock = clock
+        self._cors = cors or CorsPolicy(())
         self._auth = auth
         self._jwe = jwe
         self._mcp = dict(endpoints)
@@ -88,6 +91,10 @@ class EdgeApp:
             return
         if not self._origins.origin_ok(headers.get("origin")):
             await self._refuse(send, 403, "Invalid Origin header", decision_id)
+            return
+        # CORS only for origins the check above let through; preflights carry no credentials.
+        send = self._cors.wrap(send, headers)
+        if await self._cors.preflight(scope, headers, send):
             return
         if path == JWE_KEYS_PATH and self._jwe is not None and scope["method"] == "GET":
             await send_json(send, 200, self._jwe.public_jwks())

@@ -21,9 +21,14 @@ from wardgate.edge.asgi import Receive, Scope, Send, read_body, send_empty, send
 from wardgate.errors import ProtocolError, SessionNotFound, WardgateError
 from wardgate.identity.principal import BindingKey
 from wardgate.routing.route import Route
-from wardgate.routing.sessions import GatewaySession
+from wardgate.routing.sessions import ChannelLease, GatewaySession
 from wardgate.upstream.seam import Reply
-from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
+from wardgate.wire.jsonrpc import (
+    DEFAULT_MAX_JSON_DEPTH,
+    Message,
+    parse_message,
+    wardgate_error_response,
+)
 from wardgate.wire.mcp import H_PROTOCOL_VERSION
 from wardgate.wire.sse import encode_event
 
@@ -39,10 +44,15 @@ _SEND_TIMEOUT = 30.0
 
 @dataclasses.dataclass(slots=True)
 class _Channel:
+    """One legacy SSE stream: a place in the session store's channel table, kept by use."""
+
     id: str
     owner: BindingKey
     #: The call the stream itself is: its messages pass the reply phase of this call.
     listen: Call
+    #: Its place among the streams (capped in total and per principal); every message
+    #: posted restarts its idle timer, and the sweeper ends it when idle.
+    lease: ChannelLease
     queue: asyncio.Queue[bytes | None] = dataclasses.field(default_factory=asyncio.Queue)
     #: Bytes waiting in ``queue``: a client that stops reading is cut off at a bound.
     queued: int = 0
@@ -52,9 +62,12 @@ class _Channel:
 
 
 class LegacySseEndpoint:
-    def __init__(self, route: Route, max_body_bytes: int) -> None:
+    def __init__(
+        self, route: Route, max_body_bytes: int, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    ) -> None:
         self.route = route
         self.max_body = max_body_bytes
+        self.max_json_depth = max_json_depth
         self._channels: dict[str, _Channel] = {}
 
     async def __call__(
@@ -81,9 +94,18 @@ class LegacySseEndpoint:
         # Opening the stream is a call: the request guards may refuse it.
         listen = self.route.open(ctx, LISTEN_MESSAGE)
         status = 200
+        lease: ChannelLease | None = None
         try:
             await self.route.admit(listen, None, {})
-            channel = _Channel(secrets.token_urlsafe(32), ctx.principal.binding_key, listen)
+            queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+            # The place is taken before the stream starts, so a refusal is a plain 503;
+            # when the sweeper finds the stream idle, it ends it as the gateway would.
+            lease = await self.route.sessions.open_channel(
+                ctx.principal.binding_key, lambda: queue.put_nowait(None)
+            )
+            channel = _Channel(
+                secrets.token_urlsafe(32), ctx.principal.binding_key, listen, lease, queue
+            )
             self._channels[channel.id] = channel
             endpoint = f"/messages/{self.route.name}?session_id={channel.id}".encode()
             await sse_start(send)
@@ -126,6 +148,8 @@ class LegacySseEndpoint:
             status = error_answer(exc, None, ctx.decision_id)[0]
             raise
         finally:
+            if lease is not None:
+                lease.release()
             await listen.end(status)
 
     async def _message(
@@ -140,8 +164,12 @@ class LegacySseEndpoint:
         channel = self._channels.get((query.get("session_id") or [""])[0])
         if channel is None or channel.owner != ctx.principal.binding_key:
             raise SessionNotFound("unknown legacy SSE session")
+        # Every message keeps the stream, and the session behind it, alive.
+        channel.lease.touch()
+        if channel.session is not None:
+            self.route.sessions.touch(channel.session)
         body = await read_body(receive, self.max_body, headers.get("content-length"))
-        message = parse_message(body)
+        message = parse_message(body, self.max_json_depth)
         task = asyncio.create_task(self._handle(channel, message, ctx))
         channel.tasks.add(task)
         task.add_done_callback(channel.tasks.discard)

@@ -46,7 +46,12 @@ from wardgate.routing.route import Route
 from wardgate.routing.sessions import GatewaySession, SessionStore
 from wardgate.telemetry.events import CallEnded
 from wardgate.upstream.seam import Event, Reply
-from wardgate.wire.jsonrpc import Message, parse_message, wardgate_error_response
+from wardgate.wire.jsonrpc import (
+    DEFAULT_MAX_JSON_DEPTH,
+    Message,
+    parse_message,
+    wardgate_error_response,
+)
 from wardgate.wire.mcp import (
     H_LAST_EVENT_ID,
     H_METHOD,
@@ -214,8 +219,10 @@ class StreamableHttpEndpoint:
         jwe: GatewayJweKey | None = None,
         jwe_required: bool = False,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> None:
         self.route = route
+        self.max_json_depth = max_json_depth
         self.sessions = sessions
         self.max_body = max_body_bytes
         self.auth = auth
@@ -253,7 +260,7 @@ class StreamableHttpEndpoint:
                         if self.jwe_required
                         else "Content-Type must be application/json"
                     )
-                request = parse_message(body)
+                request = parse_message(body, self.max_json_depth)
                 async with watch_disconnect(receive) as watch:
                     status = await self._post(send, headers, ctx, request, seal, calls, len(body))
                 if watch.gone and calls:

@@ -102,34 +102,35 @@ class FederatedRoute(Route):
         """
         ctx = call.ctx
         message = call.request
-        opened = await asyncio.gather(
-            *(self._open_one(call, i, headers) for i in range(len(self.members))),
-            return_exceptions=True,
-        )
-        good: dict[int, tuple[UpstreamSession, list[Event], JsonObject]] = {}
-        for index, outcome in enumerate(opened):
-            if isinstance(outcome, BaseException):
-                log.warning(
-                    "initialize of upstream %s failed: %r",
-                    self.members[index].prefix,
-                    outcome,
-                    extra={"decision_id": ctx.decision_id, "route": self.name},
-                )
-                continue
-            good[index] = outcome
-        live = {i: g for i, g in good.items() if _result(g[2]) is not None}
-        for index in set(good) - set(live):
-            await good[index][0].close()
-        if not live:
-            raise UpstreamError("no upstream of the route accepted initialize")
-        results = {i: _result(g[2]) or {} for i, g in live.items()}
-        versions = {i: str(r.get("protocolVersion", "")) for i, r in results.items()}
-        version = min(versions.values())
-        merged = merge_initialize(
-            {self.members[i].prefix: r for i, r in results.items()}, version, self.name
-        )
-        session = self._new_session(ctx, {i: g[0] for i, g in live.items()}, versions, version)
-        await self.sessions.add(session)
+        async with self.sessions.reserve(ctx.principal.binding_key) as slot:
+            opened = await asyncio.gather(
+                *(self._open_one(call, i, headers) for i in range(len(self.members))),
+                return_exceptions=True,
+            )
+            good: dict[int, tuple[UpstreamSession, list[Event], JsonObject]] = {}
+            for index, outcome in enumerate(opened):
+                if isinstance(outcome, BaseException):
+                    log.warning(
+                        "initialize of upstream %s failed: %r",
+                        self.members[index].prefix,
+                        outcome,
+                        extra={"decision_id": ctx.decision_id, "route": self.name},
+                    )
+                    continue
+                good[index] = outcome
+            live = {i: g for i, g in good.items() if _result(g[2]) is not None}
+            for index in set(good) - set(live):
+                await good[index][0].close()
+            if not live:
+                raise UpstreamError("no upstream of the route accepted initialize")
+            results = {i: _result(g[2]) or {} for i, g in live.items()}
+            versions = {i: str(r.get("protocolVersion", "")) for i, r in results.items()}
+            version = min(versions.values())
+            merged = merge_initialize(
+                {self.members[i].prefix: r for i, r in results.items()}, version, self.name
+            )
+            session = self._new_session(ctx, {i: g[0] for i, g in live.items()}, versions, version)
+            slot.commit(session)
         response = {"jsonrpc": "2.0", "id": message.id, "result": merged}
         return session, self._guarded(call, single(response))
 

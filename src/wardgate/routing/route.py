@@ -255,14 +255,16 @@ class Route:
         Raises:
             WardgateError: the upstream failed.
         """
-        up_session, events, final = await self._open_one(call, 0, headers)
-        result = _result(final)
-        if result is None:
-            await up_session.close()
-            return None, self._guarded(call, Reply(_replay(events)))
-        version = str(result.get("protocolVersion", ""))
-        session = self._new_session(call.ctx, {0: up_session}, {0: version}, version)
-        await self.sessions.add(session)
+        # The place is held before anything opens upstream: a refused flood costs nothing.
+        async with self.sessions.reserve(call.ctx.principal.binding_key) as slot:
+            up_session, events, final = await self._open_one(call, 0, headers)
+            result = _result(final)
+            if result is None:
+                await up_session.close()
+                return None, self._guarded(call, Reply(_replay(events)))
+            version = str(result.get("protocolVersion", ""))
+            session = self._new_session(call.ctx, {0: up_session}, {0: version}, version)
+            slot.commit(session)
         reply = Reply(_replay(events), streaming=any(e.event_id for e in events))
         return session, self._guarded(call, reply, self._rejecter(call, session, headers, 0))
 

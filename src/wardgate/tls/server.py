@@ -43,6 +43,7 @@ __all__ = [
     "TlsH11Protocol",
     "TlsHttpToolsProtocol",
     "UvicornTlsKwargs",
+    "attach_tls",
     "peer_certificate_der",
     "tls_http_protocol",
     "tls_scope_extension",
@@ -150,7 +151,8 @@ class _TlsScopeApp:
         await self._app(scope, receive, send)
 
 
-def _attach_tls(protocol: Any, transport: asyncio.BaseTransport) -> None:
+def attach_tls(protocol: Any, transport: asyncio.BaseTransport) -> None:
+    """Wrap ``protocol.app`` so its scopes carry the TLS extension (TLS transports only)."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is not None:
         protocol.app = _TlsScopeApp(protocol.app, tls_scope_extension(ssl_object))
@@ -161,7 +163,7 @@ class TlsH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        _attach_tls(self, transport)
+        attach_tls(self, transport)
 
 
 class TlsHttpToolsProtocol(HttpToolsProtocol):
@@ -169,7 +171,7 @@ class TlsHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        _attach_tls(self, transport)
+        attach_tls(self, transport)
 
 
 def tls_http_protocol(

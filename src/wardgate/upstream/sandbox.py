@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from wardgate.upstream.spawn import spawn_options
+
 __all__ = ["PlainProcessRunner", "Sandbox", "minimal_env"]
 
 log = logging.getLogger("wardgate.sandbox")
@@ -34,7 +36,8 @@ class Sandbox(Protocol):
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
     ) -> asyncio.subprocess.Process:
-        """Start ``argv`` with stdin/stdout/stderr pipes."""
+        """Start ``argv`` with stdin/stdout/stderr pipes, as the leader of a new process
+        group (callers stop it with ``os.killpg``), inheriting no other descriptor."""
         ...
 
 
@@ -59,5 +62,8 @@ class PlainProcessRunner:
             env=minimal_env(env),
             cwd=cwd,
             limit=_LIMIT,
+            # Its own process group, so stopping it stops its children too; and no
+            # descriptor of the gateway's but the three pipes.
             start_new_session=True,
+            **spawn_options(),  # stdio only, on uvloop too
         )

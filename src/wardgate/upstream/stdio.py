@@ -1,10 +1,18 @@
 """Stdio upstreams: an MCP server run as a child process behind the sandbox seam.
 
-A handshake-era client session gets a process of its own (one sandbox per session:
-no state leaks between clients); stateless requests share one pooled process. Request
-ids are remapped so that clients can never collide with one another, and a process
-that dies is restarted: the calls in flight get an error, a dedicated session replays
-its ``initialize`` handshake into the new process.
+A handshake-era client session gets a process of its own (one sandbox per session).
+Stateless requests share a process per *isolation group*
+(:mod:`wardgate.routing.isolation`: per tenant by default), started when first needed
+and stopped when idle. Every process of an upstream counts against ``max_processes``:
+past it, the least recently used idle shared process is stopped to make room, else
+the call is refused with :class:`~wardgate.errors.UpstreamBusy`; nothing spawns
+without bound.
+
+A process that dies is restarted on the next call (the calls in flight get an error;
+a dedicated session replays its ``initialize`` into the new process); one that is
+alive but stops answering is found by a ``ping`` after a timeout, or by a write to its
+stdin that does not drain, and is killed. Stopping a process stops its whole process
+group, so its own children go with it.
 """
 
 from __future__ import annotations
@@ -12,24 +20,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 
-import orjson
-
-from wardgate.errors import UpstreamError
+from wardgate.errors import UpstreamBusy, UpstreamError
+from wardgate.routing.isolation import IsolationKey
+from wardgate.upstream._decode import decode_channel_message
+from wardgate.upstream._pending import CallerView
+from wardgate.upstream._process import STOP_GRACE, exited, signal_group, stop_process_group
 from wardgate.upstream.channel import ChannelSession
 from wardgate.upstream.sandbox import Sandbox
-from wardgate.wire.jsonrpc import Message
+from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH
 
 __all__ = ["StdioSession", "StdioUpstream"]
 
 log = logging.getLogger("wardgate.upstream.stdio")
 
-_STOP_GRACE = 2.0
-
 
 class StdioUpstream:
-    """A configured stdio server: how to start it and how long a request may take."""
+    """A configured stdio server: how to start it, how many processes it may have and
+    how long a request or an idle process may last."""
 
     def __init__(
         self,
@@ -40,57 +52,169 @@ class StdioUpstream:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         request_timeout: float = 300.0,
+        max_processes: int = 16,
+        idle_seconds: float = 300.0,
+        health_timeout: float = 10.0,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self.max_json_depth = max_json_depth
         self.argv = tuple(argv)
         self.env = dict(env or {})
         self.cwd = cwd
         self.sandbox = sandbox
         self.request_timeout = request_timeout
-        self._shared: StdioSession | None = None
+        self.max_processes = max_processes
+        self.idle_seconds = idle_seconds
+        self.health_timeout = health_timeout
+        self._clock = clock
+        #: isolation group -> its shared process, least recently used first
+        self._pool: OrderedDict[str, StdioSession] = OrderedDict()
         self._sessions: set[StdioSession] = set()
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._started = False
+
+    @property
+    def processes(self) -> int:
+        """Slots in use: shared processes and dedicated sessions."""
+        return len(self._pool) + len(self._sessions)
 
     async def start(self) -> None:
-        self._shared = StdioSession(self)
+        self._started = True
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
     async def aclose(self) -> None:
-        sessions = list(self._sessions)
-        if self._shared is not None:
-            sessions.append(self._shared)
+        self._started = False
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        sessions = [*self._sessions, *self._pool.values()]
+        self._pool.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
         self._sessions.clear()
 
     async def open_session(self) -> StdioSession:
-        session = StdioSession(self)
+        """A process of its own for one handshake-era client session.
+
+        Raises:
+            UpstreamBusy: the upstream has ``max_processes`` processes, none idle.
+        """
+        self._make_room()
+        session = StdioSession(self, dedicated=True, exclusive=True)
         self._sessions.add(session)
         return session
 
-    def shared_session(self, key: str = "") -> StdioSession:
-        if self._shared is None:
+    def shared_session(self, key: str = "") -> CallerView:
+        """The caller's view of its isolation group's shared process.
+
+        Raises:
+            UpstreamError: the upstream is not started.
+            UpstreamBusy: a new process is needed and no slot can be freed.
+        """
+        if not self._started:
             raise UpstreamError(f"upstream {self.name} is not started")
-        return self._shared
+        ik = IsolationKey.parse(key)
+        session = self._pool.get(ik.group)
+        if session is None or not session.alive:
+            self._pool.pop(ik.group, None)
+            self._make_room()
+            session = StdioSession(self, dedicated=False, exclusive=ik.exclusive)
+            self._pool[ik.group] = session
+        self._pool.move_to_end(ik.group)
+        session.touch()
+        return session.caller(ik.caller)
+
+    def _make_room(self) -> None:
+        if self.processes < self.max_processes:
+            return
+        for group, session in self._pool.items():  # least recently used first
+            if session.idle:
+                del self._pool[group]
+                log.info("upstream %s: stopping an idle process to make room", self.name)
+                self._stop_later(session)
+                return
+        log.warning("upstream %s: all %d processes busy", self.name, self.max_processes)
+        raise UpstreamBusy(f"upstream {self.name} has {self.max_processes} processes, none idle")
+
+    def _stop_later(self, session: StdioSession) -> None:
+        task = asyncio.get_running_loop().create_task(session.close())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def reap_idle(self) -> int:
+        """Stop shared processes idle for ``idle_seconds``; how many were stopped."""
+        now = self._clock()
+        stale = [
+            group
+            for group, s in self._pool.items()
+            if s.idle and now - s.last_used >= self.idle_seconds
+        ]
+        for group in stale:
+            self._stop_later(self._pool.pop(group))
+        return len(stale)
+
+    async def _reap_forever(self) -> None:
+        interval = max(0.05, min(self.idle_seconds / 4, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.reap_idle()
+            except Exception:  # the reaper must outlive any one bad round
+                log.exception("upstream %s: reaping idle processes failed", self.name)
 
     def forget(self, session: StdioSession) -> None:
         self._sessions.discard(session)
+        for group, pooled in list(self._pool.items()):
+            if pooled is session:
+                del self._pool[group]
 
 
 class StdioSession(ChannelSession):
     """One child process behind the sandbox seam."""
 
-    def __init__(self, upstream: StdioUpstream) -> None:
-        super().__init__(upstream.name, upstream.request_timeout)
+    def __init__(
+        self, upstream: StdioUpstream, *, dedicated: bool = True, exclusive: bool = True
+    ) -> None:
+        super().__init__(
+            upstream.name,
+            upstream.request_timeout,
+            dedicated=dedicated,
+            exclusive=exclusive,
+            health_timeout=upstream.health_timeout,
+        )
         self._up = upstream
         self._proc: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: Set when stdout closes: the process is gone even before it is reaped.
         self._eof = True
+        self._abort_reason: str | None = None
+        self.last_used = upstream._clock()
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    def touch(self) -> None:
+        self.last_used = self._up._clock()
+
     def _running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None and not self._eof
+        proc = self._proc
+        return proc is not None and not self._eof and proc.returncode is None
+
+    async def _settle(self) -> None:
+        # The old reader fails the old process's calls; it must be done before a new
+        # process starts, or it would fail the new one's.
+        reader = self._tasks[0] if self._tasks else None
+        if reader is not None and not reader.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(reader), STOP_GRACE)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     async def _connect(self) -> None:
         try:
@@ -99,20 +223,50 @@ class StdioSession(ChannelSession):
             raise UpstreamError(f"cannot start upstream {self._up.name}: {exc}") from None
         proc = self._proc
         self._eof = False
+        self._abort_reason = None
+        reader = asyncio.create_task(self._read_stdout(proc))
         self._tasks = [
-            asyncio.create_task(self._read_stdout(proc)),
+            reader,
             asyncio.create_task(self._read_stderr(proc)),
+            asyncio.create_task(self._watch_exit(proc, reader)),
         ]
+
+    async def _watch_exit(
+        self, proc: asyncio.subprocess.Process, reader: asyncio.Task[None]
+    ) -> None:
+        """When the server exits, stop what is left of its group: a child that kept the
+        server's stdout open would otherwise hold the reader (and every call) forever."""
+        await exited(proc)
+        if not self._closed:
+            await stop_process_group(proc, grace=0.5)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(reader), STOP_GRACE)
+        reader.cancel()  # a descendant outside the group still holds stdout
 
     async def _send(self, data: bytes) -> None:
         proc = self._proc
-        if proc is None or proc.stdin is None or proc.returncode is not None:
+        if proc is None or proc.stdin is None or proc.returncode is not None or self._eof:
             raise UpstreamError(f"upstream {self._up.name} is not running")
         try:
             proc.stdin.write(data + b"\n")
-            await proc.stdin.drain()
+            transport = proc.stdin.transport
+            if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+                # A server that stops reading stdin would hold every writer here forever.
+                await asyncio.wait_for(proc.stdin.drain(), self._health.timeout)
+            else:
+                await proc.stdin.drain()  # returns at once; raises if the pipe closed
+        except TimeoutError:
+            await self._abort("upstream stopped reading its stdin")
+            raise UpstreamError(f"upstream {self._up.name} stopped reading stdin") from None
         except (ConnectionError, RuntimeError) as exc:
             raise UpstreamError(f"upstream {self._up.name} stdin closed: {exc!r}") from None
+
+    async def _abort(self, reason: str) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        self._abort_reason = reason
+        signal_group(proc.pid, signal.SIGKILL)
 
     async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -122,23 +276,25 @@ class StdioSession(ChannelSession):
                     line = await proc.stdout.readline()
                 except ValueError:
                     log.error("upstream %s wrote an over-long line; stopping it", self._up.name)
-                    proc.kill()
+                    signal_group(proc.pid, signal.SIGKILL)
                     break
                 if not line:
                     break
                 line = line.strip()
                 if not line:
                     continue
-                try:
-                    message = Message.from_raw(orjson.loads(line))
-                except Exception:
-                    # The spec forbids non-MCP output on stdout; drop it, never relay it.
-                    log.warning("upstream %s wrote a non-JSON-RPC line to stdout", self._up.name)
-                    continue
-                self._dispatch(message)
+                # The spec forbids non-MCP output on stdout: it is dropped, never relayed.
+                message = decode_channel_message(line, self._up.max_json_depth, self._up.name)
+                if message is not None:
+                    self._dispatch(message)
         finally:
             self._eof = True
-            self._fail_pending()
+            reason = self._abort_reason or "exited"
+            self._fail_pending(UpstreamError(f"upstream {self._up.name} {reason} mid-call"))
+            if proc.returncode is None:
+                # It closed stdout but lives on: useless, stop it (the exit watcher
+                # then stops the rest of its group).
+                signal_group(proc.pid, signal.SIGKILL)
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
@@ -150,23 +306,13 @@ class StdioSession(ChannelSession):
                 )
 
     async def close(self) -> None:
+        """Stop the process and its whole process group; fail the calls in flight."""
+        if self._closed:
+            return
         self._mark_closed()
         self._up.forget(self)
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        # Spec shutdown order: close stdin, wait, SIGTERM, wait, SIGKILL.
-        if proc.stdin is not None:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-        for signal_step in (None, proc.terminate, proc.kill):
-            if signal_step is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    signal_step()
-            try:
-                await asyncio.wait_for(proc.wait(), _STOP_GRACE)
-                break
-            except TimeoutError:
-                continue
+        if proc is not None:
+            await stop_process_group(proc)
         for task in self._tasks:
             task.cancel()

@@ -15,12 +15,15 @@ import orjson
 from wardgate.errors import ParseError, ProtocolError, WardgateError
 
 __all__ = [
+    "DEFAULT_MAX_JSON_DEPTH",
+    "MAX_JSON_DEPTH_CEILING",
     "JsonObject",
     "Message",
     "MessageKind",
     "RequestId",
     "dumps",
     "error_response",
+    "loads_bounded",
     "parse_message",
     "wardgate_error_response",
 ]
@@ -30,6 +33,11 @@ RequestId = str | int
 MessageKind = Literal["request", "notification", "response"]
 
 dumps = orjson.dumps
+
+#: Deepest nesting of arrays and objects accepted when nothing else is configured.
+DEFAULT_MAX_JSON_DEPTH = 64
+#: orjson serialises at most 254 levels: a deeper message could be read but not relayed.
+MAX_JSON_DEPTH_CEILING = 254
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,18 +121,61 @@ def _valid_error(value: Any) -> bool:
     )
 
 
-def parse_message(body: bytes | str) -> Message:
+def _too_deep(value: Any, max_depth: int) -> bool:
+    # Level by level, iteratively: no recursion (a deep value cannot exhaust the
+    # stack) and no per-node tuples; exact ``type`` tests, as orjson builds only
+    # plain dicts and lists.
+    level: list[Any] = [value]
+    depth = 1
+    while level:
+        if depth > max_depth:
+            return True
+        below: list[Any] = []
+        add = below.append
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    add(child)
+        level = below
+        depth += 1
+    return False
+
+
+def loads_bounded(data: bytes | str, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
+    """Decode JSON whose arrays and objects nest at most ``max_depth`` deep.
+
+    Counting brackets (in C) first means that a value which cannot be that deep, the
+    usual case, is never walked.
+
+    Raises:
+        ParseError: the data is not JSON.
+        ProtocolError: the JSON nests deeper than ``max_depth``.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc).lower():
+            # orjson's own limit (1024) is deeper than any configured one.
+            raise ProtocolError(f"JSON nested deeper than {max_depth}") from None
+        raise ParseError(f"invalid JSON: {exc}") from None
+    if isinstance(value, dict | list):
+        brackets = data.count(b"{" if isinstance(data, bytes) else "{")  # type: ignore[arg-type]
+        brackets += data.count(b"[" if isinstance(data, bytes) else "[")  # type: ignore[arg-type]
+        if brackets > max_depth and _too_deep(value, max_depth):
+            raise ProtocolError(f"JSON nested deeper than {max_depth}")
+    return value
+
+
+def parse_message(body: bytes | str, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Message:
     """Decode and classify one JSON-RPC message.
 
     Raises:
         ParseError: the body is not JSON.
-        ProtocolError: the JSON is not a JSON-RPC 2.0 message.
+        ProtocolError: the JSON nests deeper than ``max_depth`` or is not a JSON-RPC
+            2.0 message.
     """
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"invalid JSON: {exc}") from None
-    return Message.from_raw(raw)
+    return Message.from_raw(loads_bounded(body, max_depth))
 
 
 def error_response(

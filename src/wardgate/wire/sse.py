@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wardgate.errors import PayloadTooLarge
+
 __all__ = ["SseDecoder", "SseEvent", "encode_event"]
 
 
@@ -16,17 +18,28 @@ class SseEvent:
 
 
 class SseDecoder:
-    """Feed it lines (without the line terminator); it returns whole events."""
+    """Feed it lines (without the line terminator); it returns whole events.
 
-    __slots__ = ("_data", "_event", "_id", "_retry")
+    ``max_event_chars`` bounds what one event may accumulate across its ``data`` lines,
+    so an event that never ends cannot grow without bound.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_data", "_event", "_id", "_max", "_retry", "_size")
+
+    def __init__(self, max_event_chars: int | None = None) -> None:
+        self._max = max_event_chars
+        self._size = 0
         self._data: list[str] = []
         self._event = ""
         self._id: str | None = None
         self._retry: int | None = None
 
     def feed_line(self, line: str) -> SseEvent | None:
+        """Take one line; returns the event it completes, if any.
+
+        Raises:
+            PayloadTooLarge: the current event's data exceeds ``max_event_chars``.
+        """
         if not line:
             return self._dispatch()
         if line.startswith(":"):
@@ -35,6 +48,11 @@ class SseDecoder:
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._size += len(value) + 1
+            if self._max is not None and self._size > self._max:
+                self._data = []
+                self._size = 0
+                raise PayloadTooLarge("SSE event exceeds the size limit")
             self._data.append(value)
         elif name == "event":
             self._event = value
@@ -56,6 +74,7 @@ class SseDecoder:
             retry=self._retry,
         )
         self._data = []
+        self._size = 0
         self._event = ""
         self._retry = None
         # The last event id persists across events per the spec; we report it only

@@ -14,7 +14,6 @@ from mcp import Client, MCPError
 from support.servers import run_gateway
 from tests.content.secrets import SAMPLES
 from tests.wiring.conftest import (
-    SHIFTY,
     policy_dir,
     shifty_upstream_toml,
     tool_permit,
@@ -181,7 +180,3 @@ async def test_a_changed_description_is_withheld_until_approved_with_the_cli(
             "pins", "approve", "--config", str(config), "--upstream", "shifty", "tool", "nope"
         )
         assert missing.returncode == 2 and "Traceback" not in missing.stderr
-
-
-def test_the_shifty_server_path_exists() -> None:
-    assert Path(SHIFTY).is_file()

@@ -134,6 +134,7 @@ def _check(path: str) -> int:
 
     config = load_config(path)
     gateway = Gateway(config)
+    gateway.guards.check_policy()
     print(f"{path}: OK ({len(gateway.routes)} route(s), {len(gateway.upstreams)} upstream(s))")
     print(authorization_note(config))
     return 0

@@ -72,6 +72,15 @@ def test_check_refuses_a_bad_section_with_its_location(tmp_path: Path) -> None:
     assert f"{bad}:{len(ROUTE.splitlines()) + 2}: content.guards.0" in result.stderr
 
 
+def test_check_refuses_a_policy_that_would_not_load(tmp_path: Path) -> None:
+    authz = tmp_path / "authz"
+    authz.mkdir()
+    (authz / "p.cedar").write_text("permit (principal, action, resource);\n")  # a wildcard
+    config = tmp_path / "gw.toml"
+    config.write_text(ROUTE + f'[policy]\ndir = "{authz}"\n')
+    _refused(wardgate_cli("check", "--config", str(config)))
+
+
 def test_pins_need_a_shared_store(tmp_path: Path) -> None:
     config = tmp_path / "gw.toml"
     config.write_text(ROUTE)  # pins in memory: only the running gateway has them

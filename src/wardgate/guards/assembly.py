@@ -41,8 +41,10 @@ from wardgate.core.pipeline import Guard
 from wardgate.errors import ConfigError
 from wardgate.guards.controls import ControlsGuard
 from wardgate.net.fetch import FetchPolicy, SafeFetcher
+from wardgate.policy.engine import PolicyLoadError
 from wardgate.policy.guard import PolicyGuard, federated_names
 from wardgate.policy.runtime import PolicyRuntime
+from wardgate.policy.source import engine_from_files, read_policy_dir
 
 __all__ = ["GuardAssembly", "authorization_note", "require_extra", "upstream_identity"]
 
@@ -212,6 +214,21 @@ class GuardAssembly:
         if "validate" in section.guards and self.schemas is not None:
             guards.append(ValidateGuard(settings, self.catalog, InputValidator(self.schemas)))
         return guards
+
+    def check_policy(self) -> None:
+        """Load a policy directory once, as start-up would (``wardgate check``); a
+        registry or an OPA server is not contacted.
+
+        Raises:
+            PolicyLoadError: the policy set does not parse, validate or lint, or holds
+                another language than the configured engine.
+        """
+        policy = self.config.policy
+        if policy is None or policy.dir is None:
+            return
+        engine = engine_from_files(read_policy_dir(policy.dir))
+        if engine.name != policy.engine:
+            raise PolicyLoadError(f"policy: {policy.dir} holds {engine.name}, not {policy.engine}")
 
     async def start(self) -> None:
         """Load the policy in force.

@@ -25,6 +25,7 @@ from wardgate.errors import ConfigError
 from wardgate.guards.assembly import GuardAssembly
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
+from wardgate.limits import Limits
 from wardgate.routing.federated import FederatedRoute
 from wardgate.routing.propagation import Propagation
 from wardgate.routing.route import Member, Route
@@ -135,6 +136,7 @@ class Gateway:
             else None
         )
         self.guards = GuardAssembly(config)
+        self.limits = Limits(config.limits, self.events) if config.limits is not None else None
         self.routes: dict[str, Route] = {}
         for name, rc in config.routes.items():
             members = [
@@ -151,19 +153,19 @@ class Gateway:
                 guards.append(ScopeGuard(a.required_scopes, a.tool_scopes, a.mfa_amr, a.acr_values))
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
             guards.extend(self.guards.content(rc))
+            if self.limits is not None:
+                # Limit last: only a call that may run spends a token, a slot or budget.
+                guards.extend(self.limits.guards_for(name))
             guards.extend((extra_guards or {}).get(name, ()))
             kind = FederatedRoute if len(members) > 1 else Route
-            route = kind(
+            self.routes[name] = kind(
                 name,
                 members,
                 Pipeline(guards, events=self.events),
                 self.sessions,
                 separator=rc.separator,
+                isolation=rc.isolation,
             )
-            # Who may share a stdio process (FederatedRoute's __init__ does not take it
-            # yet; Route reads the attribute when it picks a shared session).
-            route.isolation = rc.isolation
-            self.routes[name] = route
         server = config.server
         self.jwe = (
             GatewayJweKey.load(server.jwe.key_file, server.jwe.signing_key_file)
@@ -201,6 +203,8 @@ class Gateway:
         # The policy first: a policy that does not load never starts the gateway.
         await self.guards.start()
         await self.sessions.start()
+        if self.limits is not None:
+            await self.limits.start()
         if self.auth is not None:
             await self.auth.start()
         for upstream in self.upstreams.values():
@@ -216,3 +220,5 @@ class Gateway:
                 await upstream.aclose()
             except Exception:
                 log.exception("closing upstream %s failed", upstream.name)
+        if self.limits is not None:
+            await self.limits.aclose()

@@ -76,3 +76,41 @@ async def test_suite_passes_through_federated_route(
             run_suite, f"{url}/mcp/fed", baseline=DEFAULT_BASELINE, timeout=300, **options
         )
     assert result.ok, result.summary() + "\n" + result.output[-4000:]
+
+
+#: The suite's subscription checks (server-stateless): they pass only when served, not
+#: when skipped because nothing advertises change notifications.
+SUBSCRIPTION_CHECKS = (
+    "sep-2575-server-sends-subscription-ack",
+    "sep-2575-server-tags-subscription-id",
+    "sep-2575-server-honors-notification-filter",
+    "sep-2575-server-sends-tools-list-changed-on-subscription",
+    "sep-2575-server-sends-prompts-list-changed-on-subscription",
+)
+
+
+async def test_subscriptions_listen_through_federated_route(
+    conformance_upstream: str, demo_http_upstream: str
+) -> None:
+    """server-stateless through a federated route whose members both serve
+    subscriptions/listen: the route merges their streams."""
+    config = {
+        "upstreams": {
+            "conf": {"transport": "http", "url": conformance_upstream},
+            "demo": {"transport": "http", "url": demo_http_upstream},
+        },
+        "routes": {"fed": {"upstreams": ["conf", "demo"], "prefixes": {"conf": ""}}},
+    }
+    async with run_gateway(config) as (url, _):
+        result = await asyncio.to_thread(
+            run_suite,
+            f"{url}/mcp/fed",
+            scenario="server-stateless",
+            baseline=DEFAULT_BASELINE,
+            timeout=300,
+        )
+    assert result.ok, result.summary() + "\n" + result.output[-4000:]
+    statuses = {c.get("id"): c.get("status") for c in result.scenarios["server-stateless"].checks}
+    assert {c: statuses.get(c) for c in SUBSCRIPTION_CHECKS} == dict.fromkeys(
+        SUBSCRIPTION_CHECKS, "SUCCESS"
+    )

@@ -47,6 +47,12 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ToolsListChanged,
+)
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -338,6 +344,8 @@ TOOLS: list[types.Tool] = [
     _tool("test_custom_header", "Has an x-mcp-header parameter (SEP-2243)", _CUSTOM_HEADER_SCHEMA),
     _tool("test_streaming_elicitation", "Elicitation: MRTR on 2026-07-28, a request otherwise"),
     _tool("test_logging_tool", "Logs; on 2026-07-28 only if the request opted in via _meta"),
+    _tool("test_trigger_tool_change", "Announces a tools list change on subscriptions/listen"),
+    _tool("test_trigger_prompt_change", "Announces a prompts list change on subscriptions/listen"),
 ]
 
 ToolFn = Callable[
@@ -711,6 +719,20 @@ async def _logging_tool(ctx: Ctx, p: types.CallToolRequestParams) -> types.CallT
     return _tool_result("Logged (if the client opted in)")
 
 
+#: 2026-07-28 subscription streams (``subscriptions/listen``) are fed from this bus.
+BUS = InMemorySubscriptionBus()
+
+
+async def _trigger_tool_change(ctx: Ctx, p: types.CallToolRequestParams) -> types.CallToolResult:
+    await BUS.publish(ToolsListChanged())
+    return _tool_result("tools list change announced")
+
+
+async def _trigger_prompt_change(ctx: Ctx, p: types.CallToolRequestParams) -> types.CallToolResult:
+    await BUS.publish(PromptsListChanged())
+    return _tool_result("prompts list change announced")
+
+
 TOOL_FUNCS: dict[str, ToolFn] = {
     "test_simple_text": _simple_text,
     "test_image_content": _image,
@@ -738,6 +760,8 @@ TOOL_FUNCS: dict[str, ToolFn] = {
     "test_custom_header": _custom_header,
     "test_streaming_elicitation": _streaming_elicitation,
     "test_logging_tool": _logging_tool,
+    "test_trigger_tool_change": _trigger_tool_change,
+    "test_trigger_prompt_change": _trigger_prompt_change,
 }
 
 _MRTR_KEYS: dict[str, list[str]] = {
@@ -991,6 +1015,7 @@ def build_server() -> Server[Any]:
         on_get_prompt=get_prompt,
         on_completion=complete,
         on_set_logging_level=set_logging_level,
+        on_subscriptions_listen=ListenHandler(BUS),
     )
     # Seal/verify requestState (2026-07-28 MRTR) with a process-local key.
     server.middleware.append(

@@ -21,6 +21,7 @@ from wardgate.config._base import ConfigFault
 from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.guards import ContentConfig, ContentRouteConfig, PolicyConfig
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
+from wardgate.config.limits import LimitsConfig
 
 __all__ = [
     "ConfigFault",
@@ -230,6 +231,8 @@ class GatewayConfig(_Strict):
     auth: AuthConfig | None = None
     upstreams: dict[Annotated[str, Field(pattern=_NAME)], UpstreamConfig]
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
+    #: Abuse controls (rate limits, quotas, concurrency, breakers); off unless present.
+    limits: LimitsConfig | None = None
     #: Authorization as code; without it the routes' tool lists govern.
     policy: PolicyConfig | None = None
     content: ContentConfig = ContentConfig()
@@ -253,6 +256,9 @@ class GatewayConfig(_Strict):
         for name, upstream in self.upstreams.items():
             if isinstance(upstream, StdioUpstreamConfig):
                 _check_command(name, upstream)
+        if self.limits is not None:
+            for unknown in sorted(set(self.limits.routes) - set(self.routes)):
+                raise ConfigFault(("limits", "routes", unknown), "names no route")
         for name, route in self.routes.items():
             _check_route(name, route, self)
         return self

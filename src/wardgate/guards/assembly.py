@@ -2,7 +2,8 @@
 
 The design's order (request guards first to last, reply guards last to first)::
 
-    policy · scopes · tool access · redact · output|controls · integrity · validate · embedder's
+    policy · scopes · tool access · redact · output|controls · integrity · validate
+    · limits ([limits], built by the gateway) · the embedder's extra guards
 
 Authorize first (the policy engine, then the route's scopes and tool lists), then the
 content guards in the order :func:`wardgate.content.content_guards` gives: on the way

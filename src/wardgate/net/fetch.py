@@ -217,6 +217,37 @@ class SafeFetcher:
         sent = {"Accept": "application/json", **(headers or {})}
         return await self._json("POST", url, headers=sent, data=dict(form))
 
+    async def post_json(
+        self, url: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> int:
+        """POST ``body`` as JSON under the same policy; any 2xx is success (a webhook or
+        an event API answers 202 with a body nobody needs). Returns the status.
+
+        Raises:
+            FetchRefused: refused by policy, network failure, timeout, or a non-2xx answer.
+        """
+        self.check_url(url)
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        timeout = aiohttp.ClientTimeout(total=self._policy.timeout_seconds)
+        try:
+            async with self._session.post(
+                url,
+                allow_redirects=False,
+                timeout=timeout,
+                headers={"Content-Type": "application/json", **(headers or {})},
+                data=json.dumps(body),
+            ) as resp:
+                await resp.content.read(self._policy.max_bytes)
+                if not 200 <= resp.status < 300:
+                    raise FetchRefused(f"HTTP {resp.status} from {url}")
+                return resp.status
+        except FetchRefused:
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise FetchRefused(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
+
     async def _json(
         self,
         method: str,

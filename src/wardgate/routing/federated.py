@@ -1,16 +1,21 @@
 """A federated route: several upstreams behind one MCP endpoint.
 
-Tools and prompts carry a per-upstream prefix, resources are routed to the member that
-lists them, lists paginate across members with composite cursors, and server-to-client
-request ids and SSE event ids are tagged with their member so answers and resumptions
-find their way back (the pure parts live in :mod:`wardgate.routing.federation`).
+Tools and prompts carry a per-upstream prefix; resources are routed to the one member
+that lists them or whose template matches them (conflicts route nowhere, misses are
+bounded: :mod:`wardgate.routing.resource_owners`); a list's first page is every member's
+first page, fetched at once, and its cursor carries each member's remaining cursor;
+``subscriptions/listen`` (2026) merges the members' streams behind one acknowledgement;
+tasks go to the member that made them, for the caller who made them only
+(:mod:`wardgate.routing.tasks`). Server-to-client request ids and SSE event ids are
+tagged with their member so answers and resumptions find their way back (the pure parts
+live in :mod:`wardgate.routing.federation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wardgate.core.call import Call
@@ -22,12 +27,13 @@ from wardgate.errors import (
     UpstreamError,
     WardgateError,
 )
+from wardgate.routing.federated_lists import MemberLists
 from wardgate.routing.federation import (
+    ACKNOWLEDGED,
     LIST_KEYS,
-    decode_cursor,
-    encode_cursor,
-    expose_name,
-    merge_discover,
+    LISTEN_METHOD,
+    SUBSCRIPTION_ID,
+    merge_acknowledged,
     merge_initialize,
     split_name,
     tag_event_id,
@@ -35,15 +41,17 @@ from wardgate.routing.federation import (
     untag_event_id,
     untag_request_id,
 )
-from wardgate.routing.route import Member, Route, _final, _result
+from wardgate.routing.isolation import Isolation
+from wardgate.routing.resource_owners import ResourceOwners
+from wardgate.routing.route import Member, _final, _result
 from wardgate.routing.sessions import GatewaySession, SessionStore
+from wardgate.routing.streams import merge_streams, subscription_stream
+from wardgate.routing.tasks import TASK_LIST, TaskBinding
 from wardgate.upstream.seam import Event, Reply, UpstreamSession, single
 from wardgate.wire.jsonrpc import JsonObject, Message
 from wardgate.wire.mcp import (
     H_LAST_EVENT_ID,
-    H_METHOD,
     H_NAME,
-    H_PARAM_PREFIX,
     H_PROTOCOL_VERSION,
     MODERN_VERSIONS,
     encode_header_value,
@@ -51,18 +59,21 @@ from wardgate.wire.mcp import (
 
 __all__ = ["FederatedRoute"]
 
+
 log = logging.getLogger("wardgate.routing.federated")
 
 _RENAMED = {"tools/call": "tools", "prompts/get": "prompts"}
 _BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
-_LEARN_PAGES = 50
+#: How long a member may take to acknowledge a subscription stream (seconds).
+_ACK_TIMEOUT = 10.0
+_MAX_SUBSCRIBED_URIS = 1000
 #: Methods 2026-07-28 removed; a federated route answers them 404/-32601 in that era.
 _REMOVED_2026 = frozenset(
     {"ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
 )
 
 
-class FederatedRoute(Route):
+class FederatedRoute(MemberLists):
     """Several members behind one endpoint; see the module docstring."""
 
     def __init__(
@@ -73,13 +84,21 @@ class FederatedRoute(Route):
         sessions: SessionStore,
         *,
         separator: str = "__",
+        isolation: Isolation = "tenant",
+        resources: ResourceOwners | None = None,
+        tasks: TaskBinding | None = None,
     ) -> None:
-        super().__init__(name, members, pipeline, sessions, separator=separator)
-        self._prefixes = [m.prefix for m in members]
-        #: Resource URI -> upstream index, learnt from list results.
-        self._resource_owner: dict[str, int] = {}
-        #: Members whose ``server/discover`` failed (None: not asked yet).
-        self._legacy_members: frozenset[int] | None = None
+        super().__init__(
+            name,
+            members,
+            pipeline,
+            sessions,
+            separator=separator,
+            isolation=isolation,
+            resources=resources,
+        )
+        #: Tasks bound to the caller and member that created them.
+        self.tasks = tasks if tasks is not None else TaskBinding()
 
     def _retagger(self, index: int) -> Callable[[Event], Event]:
         """Tag server-request ids and SSE event ids with the member they came from."""
@@ -156,6 +175,11 @@ class FederatedRoute(Route):
             if found is None:
                 raise UnknownTarget(f"unknown {_RENAMED[method][:-1]}: {params.get('name')!r}")
             return found
+        owner = self.tasks.member_of(message, headers)
+        if owner is not None:
+            # Which member made the task; whether the caller may reach it is checked
+            # before forwarding (same answer as an unknown task).
+            return owner, params.get("taskId")
         if method in _BY_URI:
             uri = params.get("uri")
             return await self._owner_of(uri, message, session, headers), uri
@@ -184,6 +208,12 @@ class FederatedRoute(Route):
             return self._guarded(call, single(response))
         if method == "ping":
             return self._guarded(call, single({"jsonrpc": "2.0", "id": message.id, "result": {}}))
+        if method == TASK_LIST:
+            return self._guarded(call, single(await self._list_tasks(call, session, headers)))
+        if method == LISTEN_METHOD:
+            if session is not None:
+                raise MethodNotFound(f"{method} does not exist in this protocol version")
+            return await self._subscribe(call, headers)
         if method in ("logging/setLevel", "server/discover"):
             return self._guarded(call, single(await self._fan_out(call, message, session, headers)))
         index = call.state.get("route.member")
@@ -191,6 +221,7 @@ class FederatedRoute(Route):
             raise MethodNotFound(f"{method} cannot be routed on a federated route")
         if modern and index in await self._legacy_only(call, message, headers):
             raise InvalidParams("that upstream does not serve this protocol version")
+        self.tasks.check(call, index)
         raw = self._unprefixed(message)
         out_headers = self._headers(headers, session, index)
         name = raw.get("params", {}).get("name")
@@ -198,6 +229,7 @@ class FederatedRoute(Route):
             out_headers[H_NAME] = encode_header_value(name)
         raw = self._outbound(call, raw, out_headers, index)
         reply = await self._session(call, session, index).request(raw, out_headers)
+        reply = self.tasks.watch(call, reply, index)
         reject = self._rejecter(call, session, headers, index)
         return self._guarded(call, reply, reject, self._retagger(index))
 
@@ -218,203 +250,122 @@ class FederatedRoute(Route):
                     return {**message.raw, "params": new_params}
         return message.raw
 
-    def _known_owner(self, uri: str) -> int | None:
-        owners = self._resource_owner
-        if uri in owners:
-            return owners[uri]
-        for known, index in owners.items():
-            # Templates are recorded by their literal prefix (the part before "{").
-            if known.endswith("{") and uri.startswith(known[:-1]):
-                return index
-        return None
+    async def _subscribe(self, call: Call, headers: Mapping[str, str]) -> Reply:
+        """``subscriptions/listen`` (2026): one stream merged from the members' streams.
 
-    async def _owner_of(
-        self,
-        uri: Any,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> int:
-        """The upstream serving ``uri``: learnt from list results, listing on a miss.
+        Change-notification flags go to every member, each resource subscription to
+        the one member that owns the URI (others are left out of the filter and so of
+        the acknowledgement). The first message is one acknowledgement merging the
+        members'; later notifications carry the client's subscription id.
 
         Raises:
-            InvalidParams: the URI is not a string.
-            UnknownTarget: no upstream lists the resource or a template matching it.
+            MethodNotFound: no member serves ``subscriptions/listen``.
         """
-        if not isinstance(uri, str):
-            raise InvalidParams("uri must be a string")
-        index = self._known_owner(uri)
-        if index is None:
-            await self._learn_resources(message, session, headers)
-            index = self._known_owner(uri)
-        if index is None:
-            raise UnknownTarget("unknown resource", data={"uri": uri})
-        return index
+        message = call.request
+        sub_id = message.id
+        legacy_only = await self._legacy_only(call, message, headers)
+        wanted = message.params.get("notifications")
+        wanted = wanted if isinstance(wanted, dict) else {}
+        flags = {k: v for k, v in wanted.items() if k != "resourceSubscriptions"}
+        uris_of: dict[int, list[str]] = {}
+        requested = wanted.get("resourceSubscriptions")
+        requested = requested if isinstance(requested, list) else []
+        if len(requested) > _MAX_SUBSCRIBED_URIS:
+            raise InvalidParams("too many resource subscriptions")
+        for uri in requested:
+            try:
+                owner = await self._owner_of(uri, message, None, headers)
+            except WardgateError:
+                continue  # unknown, conflicting or malformed: not subscribed, not acknowledged
+            uris_of.setdefault(owner, []).append(uri)
+        filters: dict[int, JsonObject] = {}
+        for index in range(len(self.members)):
+            if index in legacy_only:
+                continue
+            mine: JsonObject = dict(flags)
+            if index in uris_of:
+                mine["resourceSubscriptions"] = uris_of[index]
+            if any(v for v in mine.values()):
+                filters[index] = mine
 
-    async def _learn_resources(
-        self, message: Message, session: GatewaySession | None, headers: Mapping[str, str]
-    ) -> None:
-        """List every upstream's resources and templates (bounded) to learn their owners."""
-        meta = message.params.get("_meta")
-        for method in ("resources/list", "resources/templates/list"):
-            hdrs = {
-                k: v for k, v in headers.items() if k != H_NAME and not k.startswith(H_PARAM_PREFIX)
-            }
-            if H_METHOD in hdrs:
-                hdrs[H_METHOD] = method
-            params: JsonObject = {} if meta is None else {"_meta": meta}
-            cursor: str | None = None
-            for _ in range(_LEARN_PAGES):
-                if cursor is not None:
-                    params = {**params, "cursor": cursor}
-                raw: JsonObject = {
-                    "jsonrpc": "2.0",
-                    "id": f"wardgate-learn-{method}",
-                    "method": method,
-                    "params": params,
-                }
-                result = await self._list(None, Message(raw, "request"), session, hdrs)
-                next_cursor = result.get("nextCursor")
-                if not isinstance(next_cursor, str):
-                    break
-                cursor = next_cursor
+        async def first_message(reply: Reply) -> JsonObject | None:
+            async for event in reply.events:
+                if event.message is not None:  # skip keep-alive and priming events
+                    return event.message
+            return None
 
-    async def _list(
-        self,
-        call: Call | None,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
+        async def open_one(index: int) -> tuple[Reply, JsonObject] | None:
+            out = dict(headers)
+            raw = {**message.raw, "params": {**message.params, "notifications": filters[index]}}
+            raw = self._outbound(call, raw, out, index)
+            reply = await self._session(call, None, index).request(raw, out)
+            try:
+                first = await asyncio.wait_for(first_message(reply), _ACK_TIMEOUT)
+                if first is not None and first.get("method") == ACKNOWLEDGED:
+                    return reply, first
+            except (WardgateError, TimeoutError) as exc:
+                log.info("subscriptions/listen on %s failed: %r", self.members[index].prefix, exc)
+            await reply.aclose()
+            return None
+
+        opened = await asyncio.gather(*(open_one(i) for i in filters), return_exceptions=True)
+        streams: list[tuple[int, Reply]] = []
+        acks: list[JsonObject] = []
+        for index, outcome in zip(filters, opened, strict=True):
+            if isinstance(outcome, BaseException):
+                log.info(
+                    "subscriptions/listen on %s failed: %r", self.members[index].prefix, outcome
+                )
+            elif outcome is not None:
+                streams.append((index, outcome[0]))
+                acks.append(outcome[1])
+        if not streams:
+            raise MethodNotFound("no member of this route serves subscriptions/listen")
+        ack = {
+            "jsonrpc": "2.0",
+            "method": ACKNOWLEDGED,
+            "params": {
+                "notifications": merge_acknowledged(acks),
+                "_meta": {SUBSCRIPTION_ID: sub_id},
+            },
+        }
+        events = subscription_stream(streams, ack, sub_id)
+        return self._guarded(call, Reply(events, streaming=True))
+
+    async def _list_tasks(
+        self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
     ) -> JsonObject:
-        method = message.method or ""
-        key = LIST_KEYS[method]
-        modern = session is None and headers.get(H_PROTOCOL_VERSION) in MODERN_VERSIONS
-        legacy_only = await self._legacy_only(call, message, headers) if modern else frozenset()
-        params = dict(message.params)
-        cursor = params.pop("cursor", None)
-        index, up_cursor = (0, None) if cursor is None else decode_cursor(cursor, len(self.members))
-        ttls: list[int] = []
-        scopes: set[str] = set()
-        while True:
-            if (session is not None and index not in session.upstreams) or index in legacy_only:
-                items: list[Any] = []
-                up_next = None
-            else:
-                page_params = dict(params)
-                if up_cursor is not None:
-                    page_params["cursor"] = up_cursor
-                raw = {**message.raw, "params": page_params}
-                try:
-                    final = await _final(
-                        await self._session(call, session, index).request(
-                            raw, self._headers(headers, session, index)
-                        )
-                    )
-                except WardgateError as exc:
-                    log.warning(
-                        "listing %s on %s failed: %s", key, self.members[index].prefix, exc.detail
-                    )
-                    final = {}
-                result = _result(final) or {}
-                found = result.get(key)
-                items = (
-                    [self._expose(index, key, item) for item in found]
-                    if isinstance(found, list)
-                    else []
-                )
-                up_next = (
-                    result.get("nextCursor") if isinstance(result.get("nextCursor"), str) else None
-                )
-                if isinstance(result.get("ttlMs"), int):
-                    ttls.append(result["ttlMs"])
-                scopes.add(str(result.get("cacheScope", "private")))
-            out: JsonObject = {key: items}
-            if modern:
-                # 2026 list results carry caching fields: the strictest of the pages merged.
-                out["resultType"] = "complete"
-                out["ttlMs"] = min(ttls, default=0)
-                out["cacheScope"] = "public" if scopes == {"public"} else "private"
-            if up_next is not None:
-                out["nextCursor"] = encode_cursor(index, up_next)
-                return out
-            if index + 1 < len(self.members):
-                index, up_cursor = index + 1, None
-                if not items:
-                    continue
-                out["nextCursor"] = encode_cursor(index, None)
-            return out
+        """``tasks/list`` from every member, each showing only the caller's tasks.
 
-    def _expose(self, index: int, key: str, item: Any) -> Any:
-        if not isinstance(item, dict):
-            return item
-        if key in ("tools", "prompts") and isinstance(item.get("name"), str):
-            return {
-                **item,
-                "name": expose_name(self._prefixes[index], self.separator, item["name"]),
-            }
-        for field in ("uri", "uriTemplate"):
-            value = item.get(field)
-            if isinstance(value, str):
-                recorded = value.split("{", 1)[0] + "{" if field == "uriTemplate" else value
-                self._resource_owner[recorded] = index
-        return item
-
-    async def _legacy_only(
-        self, call: Call | None, message: Message, headers: Mapping[str, str]
-    ) -> frozenset[int]:
-        """Members that do not speak the stateless era: kept out of 2026 traffic.
-
-        Learnt from ``server/discover`` (the client's, or one sent once on its behalf).
+        Raises:
+            MethodNotFound: no member serves ``tasks/list``.
         """
-        if self._legacy_members is None:
-            meta = message.params.get("_meta")
-            probe: JsonObject = {
-                "jsonrpc": "2.0",
-                "id": "wardgate-discover",
-                "method": "server/discover",
-                "params": {} if meta is None else {"_meta": meta},
-            }
-            hdrs = {k: v for k, v in headers.items() if k != H_NAME}
-            if H_METHOD in hdrs:
-                hdrs[H_METHOD] = "server/discover"
-            await self._fan_out(call, Message(probe, "request"), None, hdrs)
-        return self._legacy_members or frozenset()
-
-    async def _fan_out(
-        self,
-        call: Call | None,
-        message: Message,
-        session: GatewaySession | None,
-        headers: Mapping[str, str],
-    ) -> JsonObject:
+        message = call.request
         indices = sorted(session.upstreams) if session is not None else range(len(self.members))
+        owner = call.ctx.principal.binding_key
+        params = {k: v for k, v in message.params.items() if k != "cursor"}
+        raw = {**message.raw, "params": params}
 
         async def one(index: int) -> JsonObject:
             return await _final(
                 await self._session(call, session, index).request(
-                    message.raw, self._headers(headers, session, index)
+                    raw, self._headers(headers, session, index)
                 )
             )
 
         finals = await asyncio.gather(*(one(i) for i in indices), return_exceptions=True)
-        if message.method == "server/discover" and session is None:
-            self._legacy_members = frozenset(
-                i
-                for i, f in zip(indices, finals, strict=True)
-                if not isinstance(f, dict) or _result(f) is None
-            )
-        if message.method == "server/discover" and self._legacy_members:
-            # The route is only as stateless as its least capable member: refusing
-            # discover sends dual-era clients to initialize, where every member works.
-            raise MethodNotFound("a member of this route does not serve 2026-07-28")
-        results = [_result(f) for f in finals if isinstance(f, dict)]
-        good = [r for r in results if r is not None]
-        if not good:
-            raise UpstreamError(f"no upstream answered {message.method}")
-        result: JsonObject = {}
-        if message.method == "server/discover":
-            result = merge_discover(good, self.name)
-        return {"jsonrpc": "2.0", "id": message.id, "result": result}
+        tasks: list[Any] = []
+        answered = False
+        for index, final in zip(indices, finals, strict=True):
+            if not isinstance(final, dict) or _result(final) is None:
+                continue
+            answered = True
+            mine = _result(self.tasks.filter_list(final, owner, index)) or {}
+            tasks.extend(mine.get("tasks") or ())
+        if not answered:
+            raise MethodNotFound("no member of this route serves tasks/list")
+        # Members' cursors are not followed: the caller's own tasks are few (capped).
+        return {"jsonrpc": "2.0", "id": message.id, "result": {"tasks": tasks}}
 
     async def post(
         self, call: Call, session: GatewaySession | None, headers: Mapping[str, str]
@@ -467,30 +418,4 @@ class FederatedRoute(Route):
                 replies.append((index, self._guarded(call, reply, reject, self._retagger(index))))
         if not replies:
             return None
-        return Reply(_merge(replies), streaming=True)
-
-
-async def _merge(replies: Sequence[tuple[int, Reply]]) -> AsyncIterator[Event]:
-    """Interleave several upstream streams into one, as events arrive."""
-    queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=256)
-
-    async def pump(reply: Reply) -> None:
-        try:
-            async for event in reply.events:
-                await queue.put(event)
-        finally:
-            await queue.put(None)
-
-    tasks = [asyncio.create_task(pump(reply)) for _, reply in replies]
-    remaining = len(tasks)
-    try:
-        while remaining:
-            event = await queue.get()
-            if event is None:
-                remaining -= 1
-                continue
-            yield event
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return Reply(merge_streams(replies), streaming=True)

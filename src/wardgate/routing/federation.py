@@ -1,8 +1,8 @@
 """Pure helpers for federated routes: names, cursors, ids and merged results.
 
 A federated route exposes several upstreams behind one endpoint. Tool and prompt
-names get a per-upstream prefix (``time__get_current_time``); list pagination uses a
-composite cursor that names the upstream and carries its own cursor; ids of
+names get a per-upstream prefix (``time__get_current_time``); a list's first page is
+every member's first page, and its cursor carries each member's remaining cursor; ids of
 server-to-client requests and SSE event ids are tagged with the upstream's index so
 that answers and resumptions find their way back.
 """
@@ -21,10 +21,14 @@ from wardgate.errors import InvalidParams
 from wardgate.wire.jsonrpc import JsonObject, RequestId
 
 __all__ = [
+    "ACKNOWLEDGED",
+    "LISTEN_METHOD",
     "LIST_KEYS",
+    "SUBSCRIPTION_ID",
     "decode_cursor",
     "encode_cursor",
     "expose_name",
+    "merge_acknowledged",
     "merge_capabilities",
     "merge_discover",
     "merge_initialize",
@@ -68,31 +72,45 @@ def expose_name(prefix: str, separator: str, name: str) -> str:
     return f"{prefix}{separator}{name}" if prefix else name
 
 
-def encode_cursor(index: int, cursor: str | None) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([index, cursor])).decode().rstrip("=")
+#: Longest composite cursor accepted from a client (it carries members' own cursors).
+MAX_CURSOR_CHARS = 16_384
 
 
-def decode_cursor(value: Any, upstreams: int) -> tuple[int, str | None]:
-    """Undo :func:`encode_cursor`.
+def encode_cursor(remaining: Mapping[int, str]) -> str:
+    """A list cursor naming, for each member with more pages, that member's own cursor."""
+    pairs = [[index, cursor] for index, cursor in sorted(remaining.items())]
+    return base64.urlsafe_b64encode(orjson.dumps(pairs)).decode().rstrip("=")
+
+
+def decode_cursor(value: Any, upstreams: int) -> dict[int, str]:
+    """Undo :func:`encode_cursor`: member index -> that member's cursor.
 
     Raises:
         InvalidParams: the cursor was not made by this route.
     """
     if not isinstance(value, str):
         raise InvalidParams("cursor must be a string")
+    if len(value) > MAX_CURSOR_CHARS:
+        raise InvalidParams("unknown cursor")
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise InvalidParams("unknown cursor") from None
-    if (
-        not isinstance(raw, list)
-        or len(raw) != 2
-        or not isinstance(raw[0], int)
-        or not 0 <= raw[0] < upstreams
-        or not (raw[1] is None or isinstance(raw[1], str))
-    ):
+    if not isinstance(raw, list) or not raw:
         raise InvalidParams("unknown cursor")
-    return raw[0], raw[1]
+    out: dict[int, str] = {}
+    for pair in raw:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or type(pair[0]) is not int
+            or not 0 <= pair[0] < upstreams
+            or pair[0] in out
+            or not isinstance(pair[1], str)
+        ):
+            raise InvalidParams("unknown cursor")
+        out[pair[0]] = pair[1]
+    return out
 
 
 def tag_request_id(index: int, request_id: RequestId) -> str:
@@ -131,7 +149,11 @@ def untag_event_id(value: str | None) -> tuple[int, str] | None:
 
 
 #: Capabilities a federated route knows how to route; others are not advertised.
-ROUTABLE_CAPABILITIES = frozenset({"tools", "prompts", "resources", "logging", "completions"})
+ROUTABLE_CAPABILITIES = frozenset(
+    {"tools", "prompts", "resources", "logging", "completions", "tasks", "extensions"}
+)
+#: Extensions (``capabilities.extensions``) a federated route routes: tasks only.
+ROUTABLE_EXTENSIONS = frozenset({"io.modelcontextprotocol/tasks"})
 
 
 def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
@@ -144,6 +166,8 @@ def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
         for key, value in caps.items():
             if key not in ROUTABLE_CAPABILITIES:
                 continue
+            if key == "extensions" and isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k in ROUTABLE_EXTENSIONS}
             if not isinstance(value, dict):
                 merged.setdefault(key, value)
                 continue
@@ -157,15 +181,30 @@ def merge_capabilities(results: Iterable[JsonObject]) -> JsonObject:
     return merged
 
 
-def _without_subscriptions(capabilities: JsonObject) -> JsonObject:
-    """A federated route does not serve ``subscriptions/listen`` (2026) yet: it must not
-    advertise the change notifications that would need it."""
-    out: JsonObject = {}
-    for key, value in capabilities.items():
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in ("listChanged", "subscribe")}
-        out[key] = value
-    return out
+#: 2026 subscription streams: the method, its first notification, the id in ``_meta``.
+LISTEN_METHOD = "subscriptions/listen"
+ACKNOWLEDGED = "notifications/subscriptions/acknowledged"
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+
+
+def merge_acknowledged(acks: Iterable[JsonObject]) -> JsonObject:
+    """The filter members accepted, merged: a flag any member honours, every URI honoured."""
+    merged: JsonObject = {}
+    uris: list[str] = []
+    for ack in acks:
+        params = ack.get("params")
+        accepted = params.get("notifications") if isinstance(params, dict) else None
+        if not isinstance(accepted, dict):
+            continue
+        for key, value in accepted.items():
+            if key == "resourceSubscriptions":
+                if isinstance(value, list):
+                    uris.extend(u for u in value if isinstance(u, str) and u not in uris)
+            elif value is True:
+                merged[key] = True
+    if uris:
+        merged["resourceSubscriptions"] = uris
+    return merged
 
 
 def _server_info(route: str) -> JsonObject:
@@ -191,7 +230,9 @@ def merge_initialize(results: Mapping[str, JsonObject], version: str, route: str
 
 def merge_discover(results: Sequence[JsonObject], route: str) -> JsonObject:
     """The DiscoverResult (2026) of a federated route: versions every member supports,
-    the strictest caching, and no subscription capabilities."""
+    the strictest caching, and the capabilities any member offers (change
+    notifications and resource subscriptions included: the route merges the
+    members' ``subscriptions/listen`` streams)."""
     supported: set[str] | None = None
     for r in results:
         versions = r.get("supportedVersions")
@@ -203,7 +244,7 @@ def merge_discover(results: Sequence[JsonObject], route: str) -> JsonObject:
     return {
         "resultType": "complete",
         "supportedVersions": sorted(supported or ()),
-        "capabilities": _without_subscriptions(merge_capabilities(results)),
+        "capabilities": merge_capabilities(results),
         "ttlMs": min(ttls, default=0),
         "cacheScope": "public" if scopes == {"public"} else "private",
         "_meta": {"io.modelcontextprotocol/serverInfo": _server_info(route)},

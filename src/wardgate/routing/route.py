@@ -23,6 +23,7 @@ from wardgate.errors import Denied, UpstreamError, WardgateError
 from wardgate.routing.isolation import Isolation, isolation_key
 from wardgate.routing.propagation import Propagation
 from wardgate.routing.sessions import GatewaySession, SessionStore
+from wardgate.routing.tasks import TaskBinding
 from wardgate.upstream.seam import Event, Reply, Upstream, UpstreamSession
 from wardgate.wire.jsonrpc import JsonObject, Message, MessageKind, wardgate_error_response
 from wardgate.wire.mcp import H_PROTOCOL_VERSION
@@ -101,6 +102,8 @@ class Route:
         self.sessions = sessions
         self.separator = separator
         self.isolation: Isolation = isolation
+        #: Tasks are bound to the caller who created them (shared upstreams included).
+        self.tasks = TaskBinding()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -219,6 +222,8 @@ class Route:
         Raises:
             WardgateError: the message names nothing this route serves.
         """
+        if self.tasks.member_of(message, headers) is not None:
+            return 0, message.params.get("taskId")
         return 0, message.target_name
 
     def open(self, ctx: CallContext, message: Message, *, request_bytes: int = 0) -> Call:
@@ -316,9 +321,11 @@ class Route:
         Raises:
             WardgateError: the upstream failed before replying.
         """
+        self.tasks.check(call)
         out = self._headers(headers, session, 0)
         raw = self._outbound(call, call.request.raw, out, 0)
         reply = await self._session(call, session, 0).request(raw, out)
+        reply = self.tasks.watch(call, reply, 0)
         return self._guarded(call, reply, self._rejecter(call, session, headers, 0))
 
     async def post(

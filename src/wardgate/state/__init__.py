@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 from wardgate.state.memory import MemoryStateStore
-from wardgate.state.redis_store import RedisStateStore
-from wardgate.state.store import Clock, StateStore, StateStoreUnavailable
+from wardgate.state.redis_store import RedisOptions, RedisStateStore
+from wardgate.state.store import Clock, StateStore, StateStoreUnavailable, TokenTake
 
 __all__ = [
     "Clock",
     "MemoryStateStore",
+    "RedisOptions",
     "RedisStateStore",
     "StateStore",
     "StateStoreUnavailable",
+    "TokenTake",
 ]

@@ -53,28 +53,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_guard_commands(sub: Any) -> None:
-    """``policy …``, ``pins …`` and ``scan-tools``: the operators' tools of the guards."""
-    from wardgate.content import cli as content_cli
-    from wardgate.policy import cli as policy_cli
+    """``policy …``, ``pins …``, ``scan-tools`` and ``breaker …``: the operators' tools of
+    the guards."""
+    from wardgate.content import tool_commands as content_cli
+    from wardgate.limits import breaker_commands
+    from wardgate.policy import commands as policy_cli
 
     policy_cli.add_parser(sub)
     content_cli.add_parsers(sub)
+    breaker_commands.add_parser(sub)
 
 
 def _run_guard_command(args: argparse.Namespace) -> int | None:
-    """Run ``policy``, ``pins`` or ``scan-tools``; ``None`` for any other command.
+    """Run ``policy``, ``pins``, ``scan-tools`` or ``breaker``; ``None`` for any other.
 
     Raises:
         ConfigError: the command is refused (exit 2).
     """
     if args.command == "policy":
-        from wardgate.policy import cli as policy_cli
+        from wardgate.policy import commands as policy_cli
 
         return policy_cli.run(args)
     if args.command in ("pins", "scan-tools"):
-        from wardgate.content import cli as content_cli
+        from wardgate.content import tool_commands as content_cli
 
         return content_cli.run(args)
+    if args.command == "breaker":
+        from wardgate.limits import breaker_commands
+
+        return breaker_commands.run(args)
     return None
 
 

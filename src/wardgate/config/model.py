@@ -19,9 +19,9 @@ from pydantic import Field, field_validator, model_validator
 
 from wardgate.config._base import ConfigFault
 from wardgate.config._base import StrictModel as _Strict
-from wardgate.config.guards import ContentConfig, ContentRouteConfig, PolicyConfig
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 from wardgate.config.limits import LimitsConfig
+from wardgate.config.policy_content import ContentConfig, ContentRouteConfig, PolicyConfig
 
 __all__ = [
     "ConfigFault",

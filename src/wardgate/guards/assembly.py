@@ -22,7 +22,6 @@ import importlib
 import logging
 from typing import Any
 
-from wardgate.config.guards import ContentConfig, PolicyConfig
 from wardgate.config.model import (
     GatewayConfig,
     HttpUpstreamConfig,
@@ -30,19 +29,20 @@ from wardgate.config.model import (
     SseUpstreamConfig,
     StdioUpstreamConfig,
 )
-from wardgate.content.engine import hyperscan_available
+from wardgate.config.policy_content import ContentConfig, PolicyConfig
+from wardgate.content.guard_settings import ToolCatalog
 from wardgate.content.guards import IntegrityGuard, OutputGuard, RedactGuard, ValidateGuard
 from wardgate.content.patterns import BUILTIN_PATTERNS, pattern_from_config
 from wardgate.content.pins import MemoryPinStore, PinBook, PinStore, RedisPinStore
 from wardgate.content.redactor import Redactor
+from wardgate.content.scanner import hyperscan_available
 from wardgate.content.schema import SchemaCache
-from wardgate.content.settings import ToolCatalog
 from wardgate.content.validation import InputValidator
 from wardgate.core.pipeline import Guard
 from wardgate.errors import ConfigError
 from wardgate.guards.controls import ControlsGuard
 from wardgate.net.fetch import FetchPolicy, SafeFetcher
-from wardgate.policy.engine import PolicyLoadError
+from wardgate.policy.engines import PolicyLoadError
 from wardgate.policy.guard import PolicyGuard, federated_names
 from wardgate.policy.runtime import PolicyRuntime
 from wardgate.policy.source import engine_from_files, read_policy_dir

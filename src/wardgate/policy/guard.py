@@ -23,11 +23,11 @@ from typing import Any
 
 from wardgate.core.call import LISTEN, Call
 from wardgate.errors import Denied, UnknownTarget
-from wardgate.policy.engine import PolicyEngine
-from wardgate.policy.events import PolicyDecided, redact_input
+from wardgate.policy.decision import PolicyDecision, PolicyInput
+from wardgate.policy.decision_log import PolicyDecided, redact_input
+from wardgate.policy.engines import PolicyEngine
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder
-from wardgate.policy.model import PolicyDecision, PolicyInput
 from wardgate.routing.federation import split_name
 from wardgate.wire.jsonrpc import Message
 

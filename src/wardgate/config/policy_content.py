@@ -3,7 +3,8 @@
 Strict like the rest of the schema (unknown keys are errors). Each section maps onto the
 frozen settings its library takes: :class:`PolicyConfig` onto
 :class:`wardgate.policy.runtime.PolicySettings`, :class:`ContentConfig` (with a route's
-``[routes.X.content]`` merged over it) onto :class:`wardgate.content.settings.ContentSettings`.
+``[routes.X.content]`` merged over it) onto
+:class:`wardgate.content.guard_settings.ContentSettings`.
 Nothing here imports an optional backend: whether ``cedarpy``, ``regopy``, ``hyperscan``
 or ``jsonschema-rs`` is installed is checked when the gateway is built.
 """
@@ -16,10 +17,10 @@ from pydantic import Field, model_validator
 
 from wardgate.config._base import ConfigFault
 from wardgate.config._base import StrictModel as _Strict
+from wardgate.content.guard_settings import ContentSettings, OutputPolicy
 from wardgate.content.integrity import ScanLimits
-from wardgate.content.limits import Limits
 from wardgate.content.output import FloodCaps
-from wardgate.content.settings import ContentSettings, OutputPolicy
+from wardgate.content.size_limits import Limits
 from wardgate.content.validation import InputPolicy
 from wardgate.policy.inputs import InputConfig
 from wardgate.policy.runtime import PolicySettings

@@ -1,6 +1,6 @@
 """``wardgate pins list|diff|approve|reject`` and ``wardgate scan-tools URL | -- CMD``.
 
-Wired into :mod:`wardgate.cli` like :mod:`wardgate.policy.cli`: :func:`add_parsers` adds
+Wired into :mod:`wardgate.cli` like :mod:`wardgate.policy.commands`: :func:`add_parsers` adds
 both commands, :func:`run` runs one. Pins are read from the store the config file's
 ``[content.pins]`` names (Redis: an operator approves what the fleet withholds); an
 upstream is named as in the config (its pin key is ``stdio:`` and its command line, or

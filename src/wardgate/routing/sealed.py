@@ -257,9 +257,7 @@ class SessionSealer:
         from wardgate.upstream.http import HttpSession, HttpUpstream
 
         state = self.open(handle, route, owner)
-        if state is None:
-            return None
-        if await self.store.doc_get(_REVOKED + state.handle_id) is not None:
+        if state is None or await self.revoked(handle):
             return None
         sessions: dict[int, Any] = {}
         versions: dict[int, str] = {}
@@ -284,6 +282,14 @@ class SessionSealer:
             sealed=True,
         )
 
+    async def revoked(self, handle: str) -> bool:
+        """Whether a DELETE on any replica ended this handle's session.
+
+        Raises:
+            StateStoreUnavailable: the revocation list cannot be read.
+        """
+        return await self.store.doc_get(_revocation_key(handle)) is not None
+
     async def revoke(self, session: GatewaySession) -> None:
         """Refuse this session's handle on every replica for the rest of its life.
 
@@ -294,4 +300,9 @@ class SessionSealer:
         if state is None:
             return  # pinned or already expired: nothing another replica would accept
         ttl = max(1.0, state.expires - self._clock())
-        await self.store.doc_put(_REVOKED + state.handle_id, {"at": self._clock()}, ttl)
+        await self.store.doc_put(_revocation_key(session.id), {"at": self._clock()}, ttl)
+
+
+def _revocation_key(handle: str) -> str:
+    # A digest, not the handle: the store never holds a usable session id.
+    return _REVOKED + hashlib.sha256(handle.encode("ascii", "replace")).hexdigest()[:32]

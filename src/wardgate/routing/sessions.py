@@ -326,7 +326,13 @@ class SessionStore:
         """
         session = self.get(session_id)
         if session is not None:
-            return session if session.route == route and session.owner == owner else None
+            if session.route != route or session.owner != owner:
+                return None
+            if session.sealed and self.sealer is not None and await self.sealer.revoked(session_id):
+                # A DELETE on another replica: let go of this copy too.
+                self._remove(session_id)
+                return None
+            return session
         if self.sealer is None:
             return None
         session = await self.sealer.restore(session_id, route, owner, upstreams)

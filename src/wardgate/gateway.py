@@ -239,4 +239,10 @@ def _sealer(config: SealedSessionsConfig | None) -> SessionSealer | None:
     except ValueError as exc:
         raise ConfigError(f"server.sealed_sessions.keys: {exc}") from None
     store = build_store(LimitsConfig(store="redis", redis=config.redis))
-    return SessionSealer(keys, store, lifetime=config.lifetime_seconds, replica=replica)
+    return SessionSealer(
+        keys,
+        store,
+        lifetime=config.lifetime_seconds,
+        replica=replica,
+        recheck_seconds=config.revocation_recheck_seconds,
+    )

@@ -54,6 +54,11 @@ class SealedSessionsConfig(_Strict):
     #: This replica's name in the ids of sessions that cannot move (stdio members), for
     #: the load balancer to route on. Default: $WARDGATE_REPLICA, else the host name.
     replica: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    #: How long a replica serves a session it holds without checking again that no
+    #: other replica DELETEd it. 0 (default): a Redis GET on every request, so a DELETE
+    #: holds fleet-wide at once; more saves that round trip but lets a DELETEd session
+    #: be served this long by replicas that held it.
+    revocation_recheck_seconds: float = Field(0.0, ge=0, le=60)
     #: Where DELETEd sessions are listed for every replica (Redis shared by the fleet).
     redis: RedisConfig = RedisConfig()
 

@@ -193,12 +193,16 @@ class SessionSealer:
         *,
         lifetime: float,
         replica: str,
+        recheck_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``recheck_seconds``: how long a replica serves a session it holds without
+        asking the store again whether it was DELETEd elsewhere (0: every request)."""
         self.keys = keys
         self.store = store
         self.lifetime = lifetime
         self.replica = replica
+        self.recheck_seconds = recheck_seconds
         self._clock = clock
 
     # -- ids -------------------------------------------------------------------

@@ -49,6 +49,8 @@ class GatewaySession:
     #: Its id is a sealed handle (see :mod:`wardgate.routing.sealed`): other replicas
     #: may be serving it too, so only the client's DELETE ends it upstream.
     sealed: bool = False
+    #: When this replica last found its sealed id not revoked (its own clock).
+    revocation_checked: float = float("-inf")
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.upstreams.values()), return_exceptions=True)
@@ -328,10 +330,14 @@ class SessionStore:
         if session is not None:
             if session.route != route or session.owner != owner:
                 return None
-            if session.sealed and self.sealer is not None and await self.sealer.revoked(session_id):
-                # A DELETE on another replica: let go of this copy too.
-                self._remove(session_id)
-                return None
+            if session.sealed and self.sealer is not None:
+                now = self._clock()
+                if now - session.revocation_checked >= self.sealer.recheck_seconds:
+                    if await self.sealer.revoked(session_id):
+                        # A DELETE on another replica: let go of this copy too.
+                        self._remove(session_id)
+                        return None
+                    session.revocation_checked = now
             return session
         if self.sealer is None:
             return None
@@ -343,6 +349,7 @@ class SessionStore:
         held = self._sessions.get(session_id)
         if held is not None:
             return held
+        session.revocation_checked = self._clock()  # restore just checked it
         if len(self._sessions) < self._quota.total:
             session.last_seen = self._clock()
             self._sessions[session_id] = session

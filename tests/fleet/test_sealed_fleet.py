@@ -28,6 +28,7 @@ from wardgate.routing.sealed import SealKeys, SessionSealer
 from wardgate.routing.sessions import GatewaySession
 from wardgate.state.memory import MemoryStateStore
 from wardgate.upstream.http import HttpSession
+from wardgate.upstream.reaper import proc_table
 
 from ._fleet import PROCS_SERVER, REDIS_URL, Proc, served, write_config
 
@@ -286,6 +287,7 @@ async def test_key_rotation_across_restarts(
         opened = await _raw(a.port, "conf", None, "initialize")
         assert opened.status_code == 200
         handle = opened.headers["mcp-session-id"]
+    # Replica a has shut down (its sweep of the session must not have ended it upstream).
     # New key first, old still listed: the old handle opens, new handles use the new key.
     both = {"WG_KEY1": old, "WG_KEY2": new, "ORDER": "WG_KEY2,WG_KEY1"}
     with _replica(tmp_path, "b", upstream_port, redis_prefix, both) as b:
@@ -294,3 +296,46 @@ async def test_key_rotation_across_restarts(
     with _replica(tmp_path, "c", upstream_port, redis_prefix, {"WG_KEY2": new}) as c:
         assert (await _raw(c.port, "conf", handle)).status_code == 404
         assert (await _raw(c.port, "conf", fresh)).status_code == 200
+
+
+async def test_workers_of_one_replica_serve_a_session_in_turn(
+    tmp_path: Path, redis_prefix: str, upstream_port: int
+) -> None:
+    """``--workers 2`` with sealed sessions: a connection per request spreads one SDK
+    session over both workers."""
+    _, encoded = _key()
+    port = free_port()
+    sections = _sections(upstream_port, redis_prefix, ["WG_KEY1"])
+    sections["limits"] = {"store": "redis"}
+    sections["limits.redis"] = {"url": REDIS_URL, "key_prefix": redis_prefix}
+    sections["limits.rate"] = {"requests": 100000, "per_seconds": 1.0, "burst": 100000}
+    config = write_config(tmp_path / "workers.toml", port, sections)
+    with served(config, port, "--workers", "2", env={"WG_KEY1": encoded}) as gw:
+        workers = {s.pid for s in proc_table() if s.ppid == gw.proc.pid and s.alive}
+        assert len(workers) == 2
+        # Nothing reached the upstream yet: a connection below is a call relayed.
+        assert not any(_connected_to(w, upstream_port) for w in workers)
+        fresh = httpx2.AsyncHTTPTransport(limits=httpx2.Limits(max_keepalive_connections=0))
+        async with (
+            asyncio.timeout(60),
+            httpx2.AsyncClient(transport=fresh, timeout=30) as http,
+            Client(
+                streamable_http_client(f"{gw.base}/mcp/conf", http_client=http), mode="legacy"
+            ) as client,
+        ):
+            for _ in range(12):
+                assert not (await client.call_tool("test_simple_text", {})).is_error
+            # Both workers relayed calls of this one session: each holds its own
+            # connection to the upstream.
+            assert {w for w in workers if _connected_to(w, upstream_port)} == workers
+
+
+def _connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP connection to 127.0.0.1:``port``."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+            inodes.add(f"socket:[{fields[9]}]")
+    fds = Path(f"/proc/{pid}/fd")
+    return any(str(fd.readlink()) in inodes for fd in fds.iterdir() if fd.is_symlink())

@@ -157,3 +157,27 @@ def test_the_auth_replay_cache_in_memory_is_refused_too() -> None:
         update={"auth": config.auth.model_copy(update={"replay_store": "redis"})}  # type: ignore[union-attr]
     )
     check_workers(redis, 4)
+
+
+async def test_sigterm_lets_a_call_in_flight_in_a_worker_finish(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "gw.toml", port, procs_sections(redis_prefix))
+    with served(config, port, "--workers", "2") as gw:
+        marker = tmp_path / "started"
+        slow = mcp_request(
+            "procs",
+            "tools/call",
+            {"name": "slow", "arguments": {"seconds": 1.5, "marker": str(marker)}},
+            "slow",
+        )
+        call = asyncio.ensure_future(http_exchange(port, slow, within=20))
+        deadline = time.monotonic() + 10
+        while not marker.exists():
+            assert time.monotonic() < deadline, gw.logs()
+            await asyncio.sleep(0.02)
+        gw.proc.send_signal(signal.SIGTERM)
+        status, _, body = await asyncio.wait_for(call, 20)
+        assert status == 200 and b"slept 1.5" in body, body
+        assert await asyncio.to_thread(gw.proc.wait, 20) == 0, gw.logs()

@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", required=True)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the listening socket (more than one needs Redis state)",
+    )
     wrap = sub.add_parser(
         "wrap", help="guard a stdio MCP server: wardgate wrap [opts] -- CMD ARGS…"
     )
@@ -97,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             if overrides:
                 config = with_overrides(config, overrides)
-            return _run(config)
+            return _run(config, workers=args.workers)
         if args.command == "wrap":
             return _wrap(args)
         if args.command == "demo":
@@ -147,10 +153,14 @@ def _check(path: str) -> int:
     return 0
 
 
-def _run(config: GatewayConfig, banner: str | None = None) -> int:
+def _run(config: GatewayConfig, banner: str | None = None, workers: int = 1) -> int:
     from wardgate.edge.serve import serve
+    from wardgate.edge.workers import check_workers, serve_workers
 
+    check_workers(config, workers)
     configure_logging(config.log.level, config.log.format)
+    if workers > 1:
+        return serve_workers(config, workers, banner)
     return serve(config, banner)
 
 

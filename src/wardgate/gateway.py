@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping, Sequence
 
 from wardgate.config.identity import RouteAuthConfig
+from wardgate.config.limits import LimitsConfig
 from wardgate.config.model import (
     GatewayConfig,
     HttpUpstreamConfig,
+    SealedSessionsConfig,
     SseUpstreamConfig,
     StdioUpstreamConfig,
     UpstreamConfig,
@@ -26,9 +30,11 @@ from wardgate.guards.assembly import GuardAssembly
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
 from wardgate.limits import Limits
+from wardgate.limits.build import build_store
 from wardgate.routing.federated import FederatedRoute
 from wardgate.routing.propagation import Propagation
 from wardgate.routing.route import Member, Route
+from wardgate.routing.sealed import SealKeys, SessionSealer, load_keys
 from wardgate.routing.sessions import SessionStore
 from wardgate.telemetry.events import EventBus, EventSink
 from wardgate.telemetry.sinks import JsonLinesSink
@@ -118,6 +124,7 @@ class Gateway:
             max_sessions=config.server.max_sessions,
             max_per_principal=config.server.max_sessions_per_principal,
             sweep_interval=config.server.session_sweep_seconds,
+            sealer=_sealer(config.server.sealed_sessions),
         )
         self.upstreams = {
             name: build_upstream(name, up, boxes, config.server.max_json_depth)
@@ -222,3 +229,27 @@ class Gateway:
                 log.exception("closing upstream %s failed", upstream.name)
         if self.limits is not None:
             await self.limits.aclose()
+
+
+def _sealer(config: SealedSessionsConfig | None) -> SessionSealer | None:
+    """The fleet's session sealer, when ``[server.sealed_sessions]`` is set.
+
+    Raises:
+        ConfigError: a key variable is unset or malformed.
+    """
+    if config is None:
+        return None
+    replica = config.replica or os.environ.get("WARDGATE_REPLICA") or socket.gethostname()
+    replica = "".join(c for c in replica if c.isalnum() or c in "-_")[:32] or "replica"
+    try:
+        keys = SealKeys(load_keys(config.keys))
+    except ValueError as exc:
+        raise ConfigError(f"server.sealed_sessions.keys: {exc}") from None
+    store = build_store(LimitsConfig(store="redis", redis=config.redis))
+    return SessionSealer(
+        keys,
+        store,
+        lifetime=config.lifetime_seconds,
+        replica=replica,
+        recheck_seconds=config.revocation_recheck_seconds,
+    )

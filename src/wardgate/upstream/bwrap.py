@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from wardgate.errors import ConfigError
 from wardgate.net.egress import EgressProxy
 from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
 from wardgate.upstream._cgroup import Cgroup, rlimit_preexec
+from wardgate.upstream._seccomp import filter_bytes
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
 from wardgate.upstream.spawn import spawn_options
 
@@ -39,6 +41,7 @@ def bwrap_argv(
     argv: Sequence[str],
     cwd: str | None,
     secret_paths: Mapping[str, str],
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The full ``bwrap`` command line for ``argv`` under ``profile``."""
     args = [
@@ -77,6 +80,8 @@ def bwrap_argv(
     if profile.egress_socket is not None:
         args += ["--ro-bind", str(FORWARDER), _FORWARDER_IN]
         args += ["--bind", profile.egress_socket, _EGRESS_SOCKET]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--remount-ro", "/", "--chdir", cwd or "/tmp", "--"]  # noqa: S108
     if profile.egress_socket is not None:
         args += [sys.executable, "-I", "-S", _FORWARDER_IN, _EGRESS_SOCKET, "--"]
@@ -93,6 +98,16 @@ def _chain(*fns: Callable[[], None] | None) -> Callable[[], None] | None:
             f()
 
     return run
+
+
+def _seccomp_fd(directory: Path) -> int | None:
+    """A descriptor bwrap reads the seccomp filter from (None: no filter for this arch)."""
+    program = filter_bytes()
+    if program is None:
+        return None
+    path = directory / "seccomp.bpf"
+    path.write_bytes(program)
+    return os.open(path, os.O_RDONLY)
 
 
 class BubblewrapRunner:
@@ -129,6 +144,7 @@ class BubblewrapRunner:
         if self._egress is not None:
             await self._egress.start()  # the socket must exist before bwrap binds it
         box = Box(self._root, profile.upstream)
+        seccomp_fd: int | None = None
         try:
             secret_paths = box.write_secrets(profile.secrets)
             child_env = sandbox_env(env, proxy=profile.egress_socket is not None)
@@ -141,8 +157,19 @@ class BubblewrapRunner:
                 else rlimit_preexec(profile.memory_bytes)
             )
             options = spawn_options()
-            preexec = _chain(options.pop("preexec_fn", None), limits)
-            command = bwrap_argv(self._bwrap, profile, [program, *argv[1:]], cwd, secret_paths)
+            seccomp_fd = _seccomp_fd(box.dir)
+            keep: Callable[[], None] | None = None
+            if seccomp_fd is not None:
+                options["pass_fds"] = (seccomp_fd,)
+                fd = seccomp_fd
+
+                def keep() -> None:  # after cloexec_above_stdio on uvloop
+                    os.set_inheritable(fd, True)
+
+            preexec = _chain(options.pop("preexec_fn", None), keep, limits)
+            command = bwrap_argv(
+                self._bwrap, profile, [program, *argv[1:]], cwd, secret_paths, seccomp_fd
+            )
             proc = await asyncio.create_subprocess_exec(
                 *command,
                 stdin=asyncio.subprocess.PIPE,
@@ -157,6 +184,9 @@ class BubblewrapRunner:
         except BaseException:
             await box.close()
             raise
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         task = box.watch(proc)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

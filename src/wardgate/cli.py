@@ -45,8 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     wrap.add_argument(
         "--sandbox",
         required=True,
-        choices=["insecure-none"],
-        help="how to isolate CMD; 'insecure-none' runs it unsandboxed",
+        choices=["auto", "gvisor", "bubblewrap", "insecure-none"],
+        help="how to isolate CMD (docs/sandbox.md); 'insecure-none' runs it unsandboxed",
+    )
+    wrap.add_argument(
+        "--read-only",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="host path to bind read-only into the sandbox (CMD's interpreter, packages)",
     )
     wrap.add_argument("--allow-tool", action="append", default=None, metavar="GLOB")
     wrap.add_argument("--deny-tool", action="append", default=[], metavar="GLOB")
@@ -176,11 +183,17 @@ def _wrap(args: argparse.Namespace) -> int:
     tools: dict[str, object] = {"deny": args.deny_tool}
     if args.allow_tool is not None:
         tools["allow"] = args.allow_tool
+    wrapped: dict[str, object] = {"transport": "stdio", "command": argv, "sandbox": args.sandbox}
+    settings: dict[str, object] = {}
+    if args.read_only:
+        # Listed on the command line by the operator: those paths are the allowed set
+        # (the Docker socket, /proc, /sys and the like are refused all the same).
+        wrapped["read_only_paths"] = args.read_only
+        settings["allowed_host_paths"] = args.read_only
     config = GatewayConfig.model_validate(
         {
-            "upstreams": {
-                "wrapped": {"transport": "stdio", "command": argv, "sandbox": args.sandbox}
-            },
+            "sandbox": settings,
+            "upstreams": {"wrapped": wrapped},
             "routes": {"wrap": {"upstreams": ["wrapped"], "tools": tools}},
         }
     )

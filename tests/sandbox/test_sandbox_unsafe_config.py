@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from wardgate.config.loader import parse_config
@@ -60,3 +63,27 @@ def test_allowed_paths_widen_only_what_the_operator_lists() -> None:
 
 def test_a_safe_sandboxed_config_loads() -> None:
     _parse('read_only_paths = ["/usr/share/zoneinfo"]\negress = ["API.example.com.:443"]')
+
+
+def test_wrap_refuses_the_docker_socket_on_the_command_line() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wardgate.cli",
+            "wrap",
+            "--sandbox",
+            "bubblewrap",
+            "--read-only",
+            "/var/run/docker.sock",
+            "--",
+            "/usr/bin/true",
+        ],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert b"sandbox.allowed_host_paths" in done.stderr  # the key, with the path
+    assert b"/var/run/docker.sock" in done.stderr

@@ -54,8 +54,10 @@ def check_host_path(value: str, allowed: tuple[str, ...]) -> str:
         raise ValueError(f"{value!r}: must be an absolute path without '..'")
     if str(path) == "/":
         raise ValueError("'/': the host's root may not be mounted into a sandbox")
+    if path.name.endswith(".sock") and "docker" in path.name:
+        raise ValueError(f"{value!r}: a Docker socket may never be mounted into a sandbox")
     for bad in _FORBIDDEN:
-        if _under(path, bad) or (path.name.endswith(".sock") and "docker" in path.name):
+        if _under(path, bad):
             raise ValueError(f"{value!r}: {bad} may never be mounted into a sandbox")
         if _under(PurePosixPath(bad), str(path)):
             raise ValueError(f"{value!r} would expose {bad} in a sandbox")

@@ -1,4 +1,4 @@
-"""SSRF battery: mcp-server-fetch sandboxed (bubblewrap), egress allowed to one loopback
+"""SSRF battery: mcp-server-fetch sandboxed (bubblewrap and gVisor), egress allowed to one loopback
 test site only (an operator exception for the test). Every trick of
 /work/shared/ssrf-127.txt (rewritten to a loopback port that is not allowed), the
 metadata address and names, a name resolving to a loopback address and a redirect from
@@ -23,7 +23,9 @@ from wardgate.net.egress import EgressProxy, EgressRefused, EgressRules
 from wardgate.telemetry.events import GatewayEvent
 from wardgate.upstream._process import stop_process_group
 from wardgate.upstream.bwrap import BubblewrapRunner
+from wardgate.upstream.gvisor import GVisorRunner
 from wardgate.upstream.profile import SandboxProfile
+from wardgate.upstream.runners import gvisor_works
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed")
 
@@ -82,8 +84,13 @@ class Battery:
         return bool(result.get("isError")) or "error" in reply, text
 
 
-@pytest.fixture
-async def battery(tmp_path: Path) -> AsyncIterator[Battery]:
+@pytest.fixture(
+    params=[
+        "bubblewrap",
+        pytest.param("gvisor", marks=pytest.mark.skipif(not gvisor_works(), reason="no runsc")),
+    ]
+)
+async def battery(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Battery]:
     canary = Canary()
     canary_port = free_port()
     canary_server = await asyncio.start_server(canary.handle, "127.0.0.1", canary_port)
@@ -101,7 +108,7 @@ async def battery(tmp_path: Path) -> AsyncIterator[Battery]:
         (SITE,),
     )
     proxy = EgressProxy("fetch", rules, tmp_path / "egress" / "egress.sock", events.append)
-    runner = BubblewrapRunner(
+    runner = (BubblewrapRunner if request.param == "bubblewrap" else GVisorRunner)(
         SandboxProfile(
             upstream="fetch",
             read_only=(sys.prefix, str(BASE)),

@@ -26,13 +26,13 @@ from wardgate.upstream._seccomp import filter_bytes
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
 from wardgate.upstream.spawn import spawn_options
 
-__all__ = ["BubblewrapRunner", "bwrap_argv"]
+__all__ = ["EGRESS_SOCKET", "FORWARDER", "FORWARDER_IN", "BubblewrapRunner", "bwrap_argv"]
 
 log = logging.getLogger("wardgate.sandbox")
 _LIMIT = 64 * 1024 * 1024
 FORWARDER = Path(__file__).with_name("_forwarder.py")
-_EGRESS_SOCKET = "/run/wardgate/egress.sock"
-_FORWARDER_IN = "/run/wardgate/forward.py"
+EGRESS_SOCKET = "/run/wardgate/egress.sock"
+FORWARDER_IN = "/run/wardgate/forward.py"
 
 
 def bwrap_argv(
@@ -78,13 +78,13 @@ def bwrap_argv(
             args += ["--ro-bind", source, f"{SECRETS_DIR}/{name}"]
         args += ["--remount-ro", SECRETS_DIR]
     if profile.egress_socket is not None:
-        args += ["--ro-bind", str(FORWARDER), _FORWARDER_IN]
-        args += ["--bind", profile.egress_socket, _EGRESS_SOCKET]
+        args += ["--ro-bind", str(FORWARDER), FORWARDER_IN]
+        args += ["--bind", profile.egress_socket, EGRESS_SOCKET]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     args += ["--remount-ro", "/", "--chdir", cwd or "/tmp", "--"]  # noqa: S108
     if profile.egress_socket is not None:
-        args += [sys.executable, "-I", "-S", _FORWARDER_IN, _EGRESS_SOCKET, "--"]
+        args += [sys.executable, "-I", "-S", FORWARDER_IN, EGRESS_SOCKET, "--"]
     return args + list(argv)
 
 

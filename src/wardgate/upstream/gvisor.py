@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from wardgate.errors import ConfigError
+from wardgate.net.egress import EgressProxy
 from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
+from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
 from wardgate.upstream.spawn import spawn_options
 
@@ -61,6 +65,12 @@ def oci_config(
             mounts.append(_bind(f"/{link}"))
     mounts += [_bind(p) for p in profile.read_only]
     mounts += [_bind(host, f"{SECRETS_DIR}/{name}") for name, host in secret_paths.items()]
+    if profile.egress_socket is not None:
+        mounts += [_bind(str(FORWARDER), FORWARDER_IN)]
+        socket_mount = _bind(profile.egress_socket, EGRESS_SOCKET)
+        socket_mount["options"] = ["rbind", "nosuid", "nodev"]  # connect() needs write
+        mounts.append(socket_mount)
+        argv = [sys.executable, "-I", "-S", FORWARDER_IN, EGRESS_SOCKET, "--", *argv]
     return {
         "ociVersion": "1.0.0",
         "process": {
@@ -96,7 +106,13 @@ class GVisorRunner:
 
     name = "gvisor"
 
-    def __init__(self, profile: SandboxProfile, *, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        profile: SandboxProfile,
+        *,
+        root: Path | None = None,
+        egress: EgressProxy | None = None,
+    ) -> None:
         """Raises:
         ConfigError: ``runsc`` is not installed.
         """
@@ -106,13 +122,14 @@ class GVisorRunner:
         self._runsc = found
         self.profile = profile
         self._root = root or default_root()
+        self._egress = egress
         self._tasks: set[asyncio.Task[None]] = set()
         sweep(self._root)
 
     @staticmethod
     def supports(profile: SandboxProfile) -> bool:
-        """Egress needs the unix-socket forwarder, which this runner does not carry yet."""
-        return profile.egress_socket is None
+        """Every profile (egress through ``--host-uds=open`` and the forwarder)."""
+        return True
 
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
@@ -120,11 +137,17 @@ class GVisorRunner:
         """Start ``argv`` in a fresh gVisor sandbox."""
         profile = self.profile
         program = resolve_program(argv[0], env, cwd)
+        if self._egress is not None:
+            await self._egress.start()  # the socket must exist before runsc binds it
+            if os.geteuid() == 0:
+                # No user namespace maps the server's uid onto ours: the socket is
+                # handed to that uid (its directory, 0700, keeps host users out).
+                os.chown(self._egress.path, profile.uid, profile.uid)
         box = Box(self._root, profile.upstream)
         state = box.dir / "state"
         try:
             secret_paths = box.write_secrets(profile.secrets, owner=profile.uid)
-            child_env = sandbox_env(env, proxy=False)
+            child_env = sandbox_env(env, proxy=profile.egress_socket is not None)
             for name in secret_paths:
                 child_env[f"{name}_FILE"] = f"{SECRETS_DIR}/{name}"
             (box.dir / "rootfs").mkdir()
@@ -135,6 +158,8 @@ class GVisorRunner:
                 "--root",
                 str(state),
                 "--network=none",
+                # Lets the sandbox connect to the one host socket bound into it.
+                *(["--host-uds=open"] if profile.egress_socket is not None else []),
                 "run",
                 "--bundle",
                 str(box.dir),

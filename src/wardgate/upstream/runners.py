@@ -86,6 +86,6 @@ def build_sandbox(
             raise ConfigError(f"upstreams.{name}: sandbox 'gvisor' does not work on this host")
         if usable:
             log.info("upstream %s: sandbox gvisor (runsc)", name)
-            return GVisorRunner(profile, root=root)
+            return GVisorRunner(profile, root=root, egress=egress)
     log.info("upstream %s: sandbox bubblewrap (pid %d)", name, os.getpid())
     return BubblewrapRunner(profile, root=root, egress=egress)

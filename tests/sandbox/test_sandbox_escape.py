@@ -45,9 +45,14 @@ RUNNERS = [
 
 
 @pytest.fixture(params=RUNNERS)
-async def runner(request: pytest.FixtureRequest, tmp_path: Path) -> Sandbox:
+async def runner(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BubblewrapRunner | GVisorRunner]:
     cls = BubblewrapRunner if request.param == "bubblewrap" else GVisorRunner
-    return cls(PROFILE, root=tmp_path / "state")
+    runner = cls(PROFILE, root=tmp_path / "state")
+    yield runner
+    await runner.aclose()
+    assert not any((tmp_path / "state").iterdir())  # nothing left behind
 
 
 async def start(runner: Sandbox) -> StdioDriver:

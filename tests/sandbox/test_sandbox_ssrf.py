@@ -124,7 +124,7 @@ async def battery(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     await driver.initialize()
     yield Battery(driver, canary, site_port, canary_port, events)
     await stop_process_group(proc)
-    await proxy.aclose()
+    await runner.aclose()
     site.close()
     canary_server.close()
 

@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -46,20 +47,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _dead_owner(name: str) -> bool:
+    """Was ``<pid>-…`` made by a gateway process that no longer runs?"""
+    owner = name.split("-", 1)[0]
+    return owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner))
+
+
 def sweep(root: Path) -> int:
-    """Remove what dead gateways left under ``root`` (and their cgroups). Returns how many."""
-    removed = 0
+    """Remove what dead gateways left under ``root``, and their cgroups. Returns how many."""
+    removed = Cgroup.sweep(_dead_owner)
     if not root.is_dir():
-        return 0
+        return removed
     for entry in root.iterdir():
-        owner = entry.name.split("-", 1)[0]
-        if owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner)):
+        if _dead_owner(entry.name):
+            if (entry / "state").is_dir():
+                _runsc_delete(entry)
             shutil.rmtree(entry, ignore_errors=True)
-            Cgroup.sweep(f"{entry.name}")
             removed += 1
     if removed:
         log.warning("sandbox: removed %d leftover sandbox state directories in %s", removed, root)
     return removed
+
+
+def _runsc_delete(entry: Path) -> None:
+    """A gVisor sandbox a dead gateway left: ``runsc delete --force`` it."""
+    runsc = shutil.which("runsc")
+    if runsc is not None:
+        subprocess.run(
+            [runsc, "--root", str(entry / "state"), "delete", "--force", entry.name],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
 
 
 class Box:

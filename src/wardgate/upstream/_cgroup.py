@@ -79,14 +79,14 @@ class Cgroup:
         return done
 
     @staticmethod
-    def sweep(prefix: str) -> int:
-        """Remove empty leftover cgroups whose names start with ``prefix``."""
+    def sweep(dead: Callable[[str], bool]) -> int:
+        """Remove empty leftover cgroups whose name ``dead`` says a dead gateway made."""
         removed = 0
         for parent in (_ROOT / "wardgate", _ROOT / "memory/wardgate", _ROOT / "pids/wardgate"):
             if not parent.is_dir():
                 continue
             for d in parent.iterdir():
-                if d.name.startswith(prefix):
+                if dead(d.name):
                     with contextlib.suppress(OSError):
                         d.rmdir()
                         removed += 1

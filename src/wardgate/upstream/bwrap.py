@@ -22,6 +22,7 @@ from wardgate.errors import ConfigError
 from wardgate.net.egress import EgressProxy
 from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
 from wardgate.upstream._cgroup import Cgroup, rlimit_preexec
+from wardgate.upstream._preexec import chain
 from wardgate.upstream._seccomp import filter_bytes
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
 from wardgate.upstream.spawn import spawn_options
@@ -88,18 +89,6 @@ def bwrap_argv(
     return args + list(argv)
 
 
-def _chain(*fns: Callable[[], None] | None) -> Callable[[], None] | None:
-    todo = [f for f in fns if f is not None]
-    if not todo:
-        return None
-
-    def run() -> None:
-        for f in todo:
-            f()
-
-    return run
-
-
 def _seccomp_fd(directory: Path) -> int | None:
     """A descriptor bwrap reads the seccomp filter from (None: no filter for this arch)."""
     program = filter_bytes()
@@ -135,6 +124,12 @@ class BubblewrapRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         sweep(self._root)
 
+    async def aclose(self) -> None:
+        """Wait for the clean-up of sandboxes already stopped; stop the egress proxy."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._egress is not None:
+            await self._egress.aclose()
+
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
     ) -> asyncio.subprocess.Process:
@@ -166,7 +161,7 @@ class BubblewrapRunner:
                 def keep() -> None:  # after cloexec_above_stdio on uvloop
                     os.set_inheritable(fd, True)
 
-            preexec = _chain(options.pop("preexec_fn", None), keep, limits)
+            preexec = chain(options.pop("preexec_fn", None), keep, limits)
             command = bwrap_argv(
                 self._bwrap, profile, [program, *argv[1:]], cwd, secret_paths, seccomp_fd
             )

@@ -23,6 +23,7 @@ from typing import Any
 from wardgate.errors import ConfigError
 from wardgate.net.egress import EgressProxy
 from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
+from wardgate.upstream._preexec import chain, die_with_parent
 from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
 from wardgate.upstream.spawn import spawn_options
@@ -131,6 +132,12 @@ class GVisorRunner:
         """Every profile (egress through ``--host-uds=open`` and the forwarder)."""
         return True
 
+    async def aclose(self) -> None:
+        """Wait for the clean-up of sandboxes already stopped; stop the egress proxy."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._egress is not None:
+            await self._egress.aclose()
+
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
     ) -> asyncio.subprocess.Process:
@@ -153,6 +160,7 @@ class GVisorRunner:
             (box.dir / "rootfs").mkdir()
             config = oci_config(profile, [program, *argv[1:]], child_env, cwd, secret_paths)
             (box.dir / "config.json").write_text(json.dumps(config))
+            options = spawn_options()
             command = [
                 self._runsc,
                 "--root",
@@ -173,7 +181,10 @@ class GVisorRunner:
                 env={"PATH": "/usr/bin:/bin"},
                 limit=_LIMIT,
                 start_new_session=True,
-                **spawn_options(),
+                # runsc's sandbox is --attached: it dies with ``runsc run``, which dies
+                # with the gateway.
+                preexec_fn=chain(options.pop("preexec_fn", None), die_with_parent),
+                **options,
             )
         except BaseException:
             await box.close()

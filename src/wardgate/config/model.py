@@ -21,6 +21,7 @@ from wardgate.config._base import ConfigFault
 from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 from wardgate.config.limits import LimitsConfig
+from wardgate.config.telemetry import TelemetryConfig
 
 __all__ = [
     "ConfigFault",
@@ -230,6 +231,8 @@ class GatewayConfig(_Strict):
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
     #: Abuse controls (rate limits, quotas, concurrency, breakers); off unless present.
     limits: LimitsConfig | None = None
+    #: Audit trail, traces, metrics and health; off unless present.
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -30,6 +30,7 @@ from wardgate.routing.propagation import Propagation
 from wardgate.routing.route import Member, Route
 from wardgate.routing.sessions import SessionStore
 from wardgate.telemetry.events import EventBus, EventSink
+from wardgate.telemetry.setup import Telemetry
 from wardgate.telemetry.sinks import JsonLinesSink
 from wardgate.upstream.http import HttpUpstream
 from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
@@ -111,7 +112,8 @@ class Gateway:
         boxes = dict(sandboxes or {"insecure-none": PlainProcessRunner()})
         if sinks is None:
             sinks = [JsonLinesSink()] if config.log.events else []
-        self.events = EventBus(sinks)
+        self.telemetry = Telemetry(config.telemetry, config.routes)
+        self.events = EventBus([*sinks, *self.telemetry.sinks])
         self.sessions = SessionStore(
             idle_timeout=config.server.session_idle_seconds,
             max_sessions=config.server.max_sessions,
@@ -142,7 +144,7 @@ class Gateway:
                 for u in rc.upstreams
             ]
             # The design's order: authorize (scopes, then tool access), validate, limit.
-            guards: list[Guard] = []
+            guards: list[Guard] = [*self.telemetry.first_guards()]
             if rc.auth != RouteAuthConfig():
                 if self.auth is None:
                     raise ConfigError(f"routes.{name}.auth: needs an [auth] section")
@@ -153,6 +155,7 @@ class Gateway:
                 # Limit last: only a call that may run spends a token, a slot or budget.
                 guards.extend(self.limits.guards_for(name))
             guards.extend((extra_guards or {}).get(name, ()))
+            guards.extend(self.telemetry.last_guards())
             kind = FederatedRoute if len(members) > 1 else Route
             self.routes[name] = kind(
                 name,
@@ -194,8 +197,10 @@ class Gateway:
             self.jwe,
             cors=CorsPolicy(server.cors_origins),
         )
+        self.telemetry.attach(self)
 
     async def start(self) -> None:
+        await self.telemetry.start()
         await self.sessions.start()
         if self.limits is not None:
             await self.limits.start()
@@ -215,3 +220,4 @@ class Gateway:
                 log.exception("closing upstream %s failed", upstream.name)
         if self.limits is not None:
             await self.limits.aclose()
+        await self.telemetry.aclose()

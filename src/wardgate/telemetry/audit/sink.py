@@ -122,6 +122,11 @@ class AuditSink:
         self._thread = threading.Thread(target=self._run, name="wardgate-audit", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self, timeout: float = 10.0) -> None:
         """Drain the queue, seal, and stop the writer (waits at most ``timeout``)."""
         thread = self._thread

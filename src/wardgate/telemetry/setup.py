@@ -118,7 +118,8 @@ class Telemetry:
             self.metrics.known_upstreams(gateway.upstreams)
         limits = getattr(gateway, "limits", None)
         if limits is not None:
-            store = limits.store
+            # Ask the backend itself: a fallback store answers locally while it is down.
+            store = getattr(limits.store, "primary", limits.store)
 
             async def store_ready() -> str | None:
                 await store.now()

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from wardgate.config._base import StrictModel as _Strict
 
-__all__ = ["AuditConfig", "TelemetryConfig", "TracingConfig"]
+__all__ = ["AuditConfig", "SinkConfig", "TelemetryConfig", "TracingConfig"]
 
 #: Attribute keys replaced before export (fnmatch patterns, case-insensitive).
 DEFAULT_REDACT_KEYS = (
@@ -64,11 +64,64 @@ class TracingConfig(_Strict):
     insecure: bool = False
 
 
+SinkType = Literal["syslog", "splunk_hec", "loki", "elastic", "datadog", "webhook"]
+
+
+class SinkConfig(_Strict):
+    """One SIEM destination (``[[telemetry.sinks]]``); see docs/telemetry.md."""
+
+    type: SinkType
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: HTTP sinks: the endpoint (Splunk ``…/services/collector/event``, Loki
+    #: ``…/loki/api/v1/push``, Elastic ``…/_bulk``, Datadog ``…/api/v2/logs``, a webhook).
+    url: str | None = None
+    #: Syslog: the receiver, TCP (RFC 6587 octet counting; TLS with ``tls``) or UDP.
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535, strict=True)
+    protocol: Literal["tcp", "udp"] = "tcp"
+    tls: bool = False
+    ca_file: str | None = None
+    format: Literal["rfc5424", "cef"] = "rfc5424"
+    #: Environment variable holding the credential (HEC token, Datadog API key, Elastic
+    #: ``ApiKey …`` value, Loki bearer token); never written in the file.
+    token_env: str | None = None
+    #: Webhook: environment variable holding the HMAC-SHA256 secret.
+    hmac_secret_env: str | None = None
+    index: str = "wardgate"
+    kinds: tuple[str, ...] | None = None
+    queue_size: int = Field(10_000, ge=1, le=10_000_000, strict=True)
+    batch_size: int = Field(200, ge=1, le=100_000, strict=True)
+    #: Directory where batches wait while the destination is down (none: they are dropped).
+    spool_dir: str | None = None
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=4096, strict=True)
+    backoff_max_seconds: float = Field(30.0, gt=0, le=3600)
+    timeout_seconds: float = Field(5.0, gt=0, le=300)
+    #: Loopback and private destinations are refused unless allowed (tests, sidecars).
+    allow_loopback: bool = False
+    allow_private: bool = False
+
+    @model_validator(mode="after")
+    def _shape(self) -> SinkConfig:
+        from wardgate.config._base import ConfigFault
+
+        if self.type == "syslog":
+            if self.host is None or self.port is None:
+                raise ConfigFault(("telemetry", "sinks", self.name), "syslog needs host and port")
+            if self.tls and self.protocol == "udp":
+                raise ConfigFault(("telemetry", "sinks", self.name), "TLS needs protocol tcp")
+        elif self.url is None:
+            raise ConfigFault(("telemetry", "sinks", self.name), f"{self.type} needs url")
+        if self.type == "webhook" and self.hmac_secret_env is None:
+            raise ConfigFault(("telemetry", "sinks", self.name), "a webhook needs hmac_secret_env")
+        return self
+
+
 class TelemetryConfig(_Strict):
     """``[telemetry]``: each part is off unless its table (or port) is present."""
 
     audit: AuditConfig | None = None
     tracing: TracingConfig | None = None
+    sinks: tuple[SinkConfig, ...] = ()
     #: The metrics and health listener (``/metrics``, ``/healthz``, ``/readyz``).
     metrics_port: int | None = Field(None, ge=0, le=65535, strict=True)
     metrics_host: str = "127.0.0.1"

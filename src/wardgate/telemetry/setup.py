@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from wardgate.config.telemetry import TelemetryConfig
@@ -16,6 +16,7 @@ from wardgate.telemetry.listener import Check, OpsListener
 if TYPE_CHECKING:
     from wardgate.telemetry.audit import AuditSink
     from wardgate.telemetry.metrics import Metrics
+    from wardgate.telemetry.siem import Forwarder
     from wardgate.telemetry.tracing import Tracing
 
 __all__ = ["Telemetry"]
@@ -42,6 +43,9 @@ class Telemetry:
         self.tracing: Tracing | None = None
         self.metrics: Metrics | None = None
         self.listener: OpsListener | None = None
+        from wardgate.telemetry.siem import build_forwarder
+
+        self.forwarders = [build_forwarder(sink) for sink in config.sinks]
         if config.audit is not None:
             from wardgate.telemetry.audit import AuditSink, load_private_key
 
@@ -84,6 +88,9 @@ class Telemetry:
             if self.tracing is not None:
                 tracing = self.tracing
                 self.metrics.count_dropped("otlp", lambda: tracing.dropped)
+            for fwd in self.forwarders:
+                self.metrics.count_dropped(f"siem:{fwd.name}", _dropped_of(fwd))
+                self.add_check(f"sink:{fwd.name}", _healthy_of(fwd))
 
     @property
     def sinks(self) -> list[EventSink]:
@@ -91,6 +98,7 @@ class Telemetry:
         for sink in (self.audit, self.metrics, self.tracing):
             if sink is not None:
                 out.append(sink)
+        out.extend(self.forwarders)
         return out
 
     def first_guards(self) -> list[Any]:
@@ -146,13 +154,28 @@ class Telemetry:
         """
         if self.audit is not None:
             await asyncio.to_thread(self.audit.start)
+        for fwd in self.forwarders:
+            await fwd.start()
         if self.listener is not None:
             await self.listener.start()
 
     async def aclose(self) -> None:
+        for fwd in self.forwarders:
+            await fwd.aclose()
         if self.listener is not None:
             await self.listener.aclose()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)
         if self.audit is not None:
             await asyncio.to_thread(self.audit.close)
+
+
+def _dropped_of(fwd: Forwarder) -> Callable[[], int]:
+    return lambda: fwd.dropped
+
+
+def _healthy_of(fwd: Forwarder) -> Check:
+    async def check() -> str | None:
+        return None if fwd.healthy else f"delivery failing; {fwd.pending} pending in spool"
+
+    return check

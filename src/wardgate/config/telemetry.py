@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from wardgate.config._base import StrictModel as _Strict
 
-__all__ = ["AuditConfig", "SinkConfig", "TelemetryConfig", "TracingConfig"]
+__all__ = ["AuditConfig", "SinkConfig", "TelemetryConfig", "TracingConfig", "UebaConfig"]
 
 #: Attribute keys replaced before export (fnmatch patterns, case-insensitive).
 DEFAULT_REDACT_KEYS = (
@@ -116,12 +116,42 @@ class SinkConfig(_Strict):
         return self
 
 
+UebaDetector = Literal[
+    "impossible_travel", "token_continents", "scripting", "new_asn", "first_seen_tool"
+]
+
+
+class UebaConfig(_Strict):
+    """Behaviour analytics (``[telemetry.ueba]``); state in the ``[limits]`` store when
+    configured (shared by replicas), else in memory."""
+
+    #: Where addresses are: the country + ASN database of the ``geoip`` extra, or none.
+    geoip: Literal["geoip2fast", "none"] = "geoip2fast"
+    impossible_travel: bool = True
+    travel_kmh: float = Field(1000.0, gt=0)
+    travel_min_km: float = Field(500.0, ge=0)
+    token_continents: bool = True
+    token_seconds: float = Field(300.0, gt=0)
+    scripting: bool = True
+    scripting_tools: int = Field(5, ge=1, le=1000, strict=True)
+    scripting_seconds: float = Field(1.0, gt=0, le=3600)
+    new_asn: bool = True
+    first_seen_tool: bool = True
+    #: How long a subject's known networks and tools are remembered.
+    memory_days: float = Field(30.0, gt=0, le=3650)
+    #: Refuse the subject's calls this long after an alert of a ``block_on`` detector
+    #: (0: alert only).
+    block_seconds: float = Field(0.0, ge=0, le=86_400 * 30)
+    block_on: tuple[UebaDetector, ...] = ("impossible_travel", "token_continents", "scripting")
+
+
 class TelemetryConfig(_Strict):
     """``[telemetry]``: each part is off unless its table (or port) is present."""
 
     audit: AuditConfig | None = None
     tracing: TracingConfig | None = None
     sinks: tuple[SinkConfig, ...] = ()
+    ueba: UebaConfig | None = None
     #: The metrics and health listener (``/metrics``, ``/healthz``, ``/readyz``).
     metrics_port: int | None = Field(None, ge=0, le=65535, strict=True)
     metrics_host: str = "127.0.0.1"

@@ -46,6 +46,19 @@ class Telemetry:
         from wardgate.telemetry.siem import build_forwarder
 
         self.forwarders = [build_forwarder(sink) for sink in config.sinks]
+        self.ueba_guard: Any = None
+        if config.ueba is not None:
+            from wardgate.state import MemoryStateStore
+            from wardgate.telemetry.ueba import GeoIp2Fast, Ueba, UebaGuard
+
+            geo: Any = None
+            if config.ueba.geoip == "geoip2fast":
+                try:
+                    geo = GeoIp2Fast()
+                except ImportError:
+                    raise ConfigError("telemetry.ueba.geoip needs 'wardgate[geoip]'") from None
+            # Memory until attach() finds the shared [limits] store.
+            self.ueba_guard = UebaGuard(Ueba(config.ueba, MemoryStateStore(), geo))
         if config.audit is not None:
             from wardgate.telemetry.audit import AuditSink, load_private_key
 
@@ -103,7 +116,10 @@ class Telemetry:
 
     def first_guards(self) -> list[Any]:
         """Guards that go first in every route (the call span)."""
-        return [self.tracing.guards()[0]] if self.tracing is not None else []
+        out: list[Any] = [self.tracing.guards()[0]] if self.tracing is not None else []
+        if self.ueba_guard is not None:
+            out.append(self.ueba_guard)
+        return out
 
     def last_guards(self) -> list[Any]:
         """Guards that go last in every route (the upstream span, tool names for metrics)."""
@@ -125,6 +141,11 @@ class Telemetry:
             )
             self.metrics.known_upstreams(gateway.upstreams)
         limits = getattr(gateway, "limits", None)
+        if limits is not None and self.ueba_guard is not None:
+            from wardgate.telemetry.ueba import Ueba
+
+            old = self.ueba_guard.ueba
+            self.ueba_guard.ueba = Ueba(old.config, limits.store, old._geo)
         if limits is not None:
             # Ask the backend itself: a fallback store answers locally while it is down.
             store = getattr(limits.store, "primary", limits.store)
@@ -154,6 +175,9 @@ class Telemetry:
         """
         if self.audit is not None:
             await asyncio.to_thread(self.audit.start)
+        geo = self.ueba_guard.ueba._geo if self.ueba_guard is not None else None
+        if geo is not None and hasattr(geo, "load"):
+            await asyncio.to_thread(geo.load)  # the database, before the first call
         for fwd in self.forwarders:
             await fwd.start()
         if self.listener is not None:

@@ -21,6 +21,7 @@ replicas: two replicas racing can each miss the other's last step, never invent 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class Observation:
     route: str | None = None
 
 
+@functools.lru_cache(maxsize=8192)
 def _h(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
@@ -152,18 +154,23 @@ class Ueba:
         key = f"{self._p}rate:{subject}"
         window = self.config.scripting_seconds
         doc: dict[str, Any] = await self._store.doc_get(key) or {}
-        calls = [(float(t), str(n)) for t, n in doc.get("calls", []) if obs.ts - float(t) < window]
-        calls.append((obs.ts, str(obs.tool)))
+        # One string, not a list: the store copies documents, and a string copies free.
+        # Each entry is "<time> <tool hash>" (hex, so no separator can hide in a name).
+        calls = [
+            (float(t), n)
+            for t, n in (e.split(" ") for e in str(doc.get("c", "")).split(",") if e)
+            if obs.ts - float(t) < window
+        ]
+        calls.append((obs.ts, _h(str(obs.tool))[:12]))
         # Keep it bounded: only the last few calls can matter for the threshold.
         calls = calls[-(self.config.scripting_tools * 4 + 4) :]
         tools = {n for _, n in calls}
-        quiet_until = float(doc.get("quiet_until", 0))
+        quiet_until = float(doc.get("q", 0))
         fire = len(tools) > self.config.scripting_tools and obs.ts >= quiet_until
         if fire:
             quiet_until = obs.ts + window
-        await self._store.doc_put(
-            key, {"calls": calls, "quiet_until": quiet_until}, max(window * 2, 1.0)
-        )
+        packed = ",".join(f"{t!r} {n}" for t, n in calls)
+        await self._store.doc_put(key, {"c": packed, "q": quiet_until}, max(window * 2, 1.0))
         if fire:
             return [("scripting", f"{len(tools)} tools in {obs.ts - calls[0][0]:.3f} s")]
         return []

@@ -225,3 +225,30 @@ def test_keygen_then_verify(tmp_path: Path) -> None:
     assert (out.with_suffix(".key").stat().st_mode & 0o777) == 0o600
     result = _cli("verify", str(tmp_path / "none.jsonl"), "--public-key", f"{out}.pub")
     assert result.returncode == 2
+
+
+async def test_a_gateway_writes_a_verifiable_trail_of_its_calls(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    from conftest import stdio_demo_upstream
+    from support.http import modern_body, modern_headers, post
+    from support.servers import run_gateway
+
+    key_file = tmp_path / "seal.key"
+    key_file.write_bytes(KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    path = tmp_path / "audit.jsonl"
+    config = {
+        "upstreams": {"demo": stdio_demo_upstream()},
+        "routes": {"demo": {"upstreams": ["demo"], "tools": {"deny": ["delete_everything"]}}},
+        "telemetry": {"audit": {"path": str(path), "signing_key_file": str(key_file)}},
+    }
+    async with run_gateway(config) as (url, _):
+        for rid, tool in enumerate(["echo", "delete_everything"], 1):
+            body = modern_body("tools/call", {"name": tool, "arguments": {"text": "x"}}, rid)
+            await post(f"{url}/mcp/demo", body, modern_headers("tools/call", tool))
+    assert _verify(path) == []
+    events = [r["event"] for r in map(orjson.loads, _lines(path)) if r["type"] == "event"]
+    kinds = [(e["kind"], e.get("target"), e.get("status")) for e in events]
+    assert ("guard.decision", "delete_everything", None) in kinds
+    assert ("call.ended", "delete_everything", "denied") in kinds
+    assert ("call.ended", "echo", "ok") in kinds

@@ -137,3 +137,34 @@ async def test_a_collector_that_is_down_drops_and_counts_without_slowing_calls()
     assert tracing.dropped > 0
     assert tracing.dropped + tracing.processor.exported == 600
     assert tracing.processor.exported == 0
+
+
+async def test_spans_export_over_otlp_grpc_too() -> None:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    received: list[Any] = []
+    arrived = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    class Service(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+        async def Export(self, request: Any, context: Any) -> Any:
+            for rs in request.resource_spans:
+                for ss in rs.scope_spans:
+                    received.extend(ss.spans)
+            loop.call_soon(arrived.set)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        config = _config(f"http://127.0.0.1:{port}", protocol="grpc", insecure=True)
+        async with run_gateway(config) as (url, _):
+            await _call(url, "echo", {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}, 1)
+        await asyncio.wait_for(arrived.wait(), 10)
+    finally:
+        await server.stop(None)
+    (span,) = [s for s in received if s.name == "wardgate.call"]
+    assert span.trace_id.hex() == TRACE_ID and span.parent_span_id.hex() == PARENT_ID

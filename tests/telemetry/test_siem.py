@@ -4,6 +4,7 @@ down and comes back loses nothing (the disk spool); no value can forge a record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import shutil
@@ -102,8 +103,8 @@ def test_loopback_destinations_are_refused_unless_allowed() -> None:
 # -- a real rsyslog ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+@contextlib.contextmanager
+def _run_rsyslog(tmp_path: Path, module: str) -> Iterator[tuple[int, Path]]:
     if RSYSLOGD is None:
         pytest.skip("rsyslog (Debian) not installed")
     port = free_port()
@@ -112,9 +113,8 @@ def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     work.mkdir()
     conf = tmp_path / "rsyslog.conf"
     conf.write_text(
-        f'global(workDirectory="{work}")\n'
-        'module(load="imtcp")\n'
-        f'input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="wg")\n'
+        module.replace("WORK", str(work))
+        + f'input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="wg")\n'
         'template(name="raw" type="string" string="%rawmsg%\\n")\n'
         f'ruleset(name="wg") {{ action(type="omfile" file="{out}" template="raw") }}\n'
     )
@@ -129,6 +129,12 @@ def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    with _run_rsyslog(tmp_path, 'global(workDirectory="WORK")\nmodule(load="imtcp")\n') as found:
+        yield found
 
 
 async def test_rsyslog_receives_rfc5424_over_tcp_one_line_per_record(
@@ -266,3 +272,56 @@ async def test_a_spool_left_by_a_previous_run_is_sent_at_start(
     await second.start()
     await _until(lambda: len(endpoint.received) == 3)
     await second.aclose()
+
+
+OSSL = Path("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so")
+
+
+@pytest.mark.skipif(not OSSL.exists(), reason="rsyslog-openssl (Debian) not installed")
+async def test_rsyslog_receives_over_tls_and_an_untrusted_server_is_refused(
+    tmp_path: Path,
+) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    module = (
+        f'global(workDirectory="WORK" DefaultNetstreamDriver="ossl"\n'
+        f'  DefaultNetstreamDriverCAFile="{tmp_path / "ca.pem"}"\n'
+        f'  DefaultNetstreamDriverCertFile="{tmp_path / "cert.pem"}"\n'
+        f'  DefaultNetstreamDriverKeyFile="{tmp_path / "key.pem"}")\n'
+        'module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" '
+        'StreamDriver.AuthMode="anon")\n'
+    )
+    other_ca = trustme.CA()
+    other_ca.cert_pem.write_to_path(str(tmp_path / "other.pem"))
+    with _run_rsyslog(tmp_path, module) as (port, out):
+        wrong = build_forwarder(
+            SinkConfig(type="syslog", name="bad", host="127.0.0.1", port=port, tls=True,
+                       ca_file=str(tmp_path / "other.pem"), allow_loopback=True)
+        )  # fmt: skip
+        await wrong.start()
+        wrong.emit(_denial(99))
+        await _until(lambda: wrong.failures > 0)
+        await wrong.aclose()
+        assert wrong.delivered == 0
+        fwd = build_forwarder(
+            SinkConfig(type="syslog", name="tls", host="127.0.0.1", port=port, tls=True,
+                       ca_file=str(tmp_path / "ca.pem"), allow_loopback=True, format="cef")
+        )  # fmt: skip
+        await fwd.start()
+        for i in range(3):
+            fwd.emit(_denial(i))
+        await fwd.aclose()
+        assert fwd.delivered == 3
+
+        def lines() -> list[str]:
+            return out.read_text().splitlines() if out.exists() else []
+
+        await _until(lambda: len(lines()) >= 3)
+        got = lines()
+        assert len(got) == 3 and all("CEF:0|Wardgate|wardgate|" in line for line in got)
+        assert "cs1=d0000" in got[0] and "d0099" not in "".join(got)

@@ -132,7 +132,10 @@ class AuditSink:
         thread = self._thread
         if thread is None:
             return
-        self._queue.put(_STOP)
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.error("audit writer is stuck; %d events not written", self._queue.qsize())
         thread.join(timeout)
         self._thread = None
 

@@ -168,3 +168,25 @@ async def test_spans_export_over_otlp_grpc_too() -> None:
         await server.stop(None)
     (span,) = [s for s in received if s.name == "wardgate.call"]
     assert span.trace_id.hex() == TRACE_ID and span.parent_span_id.hex() == PARENT_ID
+
+
+async def test_the_upstream_is_handed_the_upstream_span_as_its_parent() -> None:
+    from wardgate.routing.propagation import Propagation
+
+    async with otlp_receiver() as rx:
+        tracing = Tracing(TracingConfig(endpoint=rx.url, schedule_delay_seconds=0.05))
+        first, last = tracing.guards()
+        pipeline = Pipeline([first, last])
+        ctx = CallContext("r", trace=TraceContext(f"00-{TRACE_ID}-{PARENT_ID}-01", "k=v"))
+        raw = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}}
+        call = pipeline.call(ctx, Message(raw, "request"))
+        await pipeline.admit(call)
+        headers: dict[str, str] = {}
+        Propagation(trace=True).apply(call.ctx, call.request.raw, headers)
+        meta = Propagation(trace=True, via_meta=True).apply(call.ctx, call.request.raw, {})
+        await call.end(200)
+        await asyncio.to_thread(tracing.shutdown)
+    (upstream,) = rx.named("wardgate.upstream")
+    sent = f"00-{TRACE_ID}-{upstream.span_id.hex()}-01"
+    assert headers == {"traceparent": sent, "tracestate": "k=v"}
+    assert meta["params"]["_meta"]["traceparent"] == sent

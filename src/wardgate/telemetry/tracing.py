@@ -35,6 +35,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from wardgate.config.telemetry import DEFAULT_REDACT_KEYS, TracingConfig
+from wardgate.core.context import TraceContext
 from wardgate.policy.events import PolicyDecided
 from wardgate.telemetry.events import GatewayEvent, GuardDecision, UpstreamResult
 
@@ -295,7 +296,7 @@ class Tracing:
         spans = call.state.get(_STATE)
         if not isinstance(spans, _CallSpans) or spans.upstream is not None:
             return
-        spans.upstream = self.tracer.start_span(
+        span = spans.upstream = self.tracer.start_span(
             "wardgate.upstream",
             context=trace.set_span_in_context(spans.call),
             kind=SpanKind.CLIENT,
@@ -306,6 +307,16 @@ class Tracing:
                 }
             ),
         )
+        # What the route propagates (``propagate.trace``) is read from ``ctx.trace`` right
+        # after this last guard: point it at the upstream span, so the upstream's spans
+        # are children of the gateway's. The one write to the context by a guard, and
+        # the last thing before the upstream call (nothing after reads the old value).
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        if "traceparent" in carrier:
+            call.ctx.trace = TraceContext(
+                carrier["traceparent"], call.ctx.trace.tracestate if call.ctx.trace else None
+            )
 
     def _end_upstream(self, spans: _CallSpans, error: str | None = None) -> None:
         span, spans.upstream = spans.upstream, None

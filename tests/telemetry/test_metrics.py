@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from limits.test_store_failure import OwnRedis, own_redis  # noqa: F401 - a fixture
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -160,3 +161,44 @@ async def test_a_real_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+async def test_readiness_names_an_identity_key_set_that_never_arrived() -> None:
+    from auth._support import RESOURCE, LocalIssuer
+
+    good = LocalIssuer.create("https://good-idp.example", "good")
+
+    async def jwks(request: web.Request) -> web.Response:
+        return web.json_response(good.jwks())
+
+    app = web.Application()
+    app.router.add_get("/jwks", jwks)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    port = free_port()
+    config = _config(
+        port,
+        auth={
+            "resource": RESOURCE,
+            "issuers": [
+                {"issuer": good.name, "jwks_uri": f"{base}/jwks"},
+                {
+                    "issuer": "https://gone-idp.example",
+                    "jwks_uri": f"http://127.0.0.1:{free_port()}/jwks",
+                },
+            ],
+            "allow_loopback_jwks": True,
+        },
+    )
+    try:
+        async with run_gateway(config):
+            status, body = await _get(f"http://127.0.0.1:{port}/readyz")
+    finally:
+        await runner.cleanup()
+    checks = orjson.loads(body)["checks"]
+    assert status == 503
+    assert checks[f"jwks:{good.name}"] == "ok"
+    assert checks["jwks:https://gone-idp.example"] == "key set never fetched"

@@ -146,6 +146,11 @@ class Telemetry:
 
             old = self.ueba_guard.ueba
             self.ueba_guard.ueba = Ueba(old.config, limits.store, old._geo)
+        # Identity key sets: each issuer's JWKS fetched, and not older than twice its
+        # refresh period (a JWKS endpoint that stopped answering shows here first).
+        jwt = getattr(getattr(gateway, "auth", None), "_jwt", None)
+        for issuer, cache in (getattr(jwt, "_keys", None) or {}).items():
+            self.add_check(f"jwks:{issuer}", _jwks_fresh(cache))
         if limits is not None:
             # Ask the backend itself: a fallback store answers locally while it is down.
             store = getattr(limits.store, "primary", limits.store)
@@ -201,5 +206,18 @@ def _dropped_of(fwd: Forwarder) -> Callable[[], int]:
 def _healthy_of(fwd: Forwarder) -> Check:
     async def check() -> str | None:
         return None if fwd.healthy else f"delivery failing; {fwd.pending} pending in spool"
+
+    return check
+
+
+def _jwks_fresh(cache: Any) -> Check:
+    async def check() -> str | None:
+        fetched = cache.fetched_at
+        if fetched is None:
+            return "key set never fetched"
+        age = cache._clock() - fetched
+        if age > 2 * cache._ttl:
+            return f"key set is {age:.0f} s old"
+        return None
 
     return check

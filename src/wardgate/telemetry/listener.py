@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+if TYPE_CHECKING:
+    # The ``metrics`` extra: imported only where a registry is served.
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["Check", "OpsListener"]
 
@@ -62,6 +66,8 @@ class OpsListener:
     async def _metrics(self, request: web.Request) -> web.Response:
         if self._registry is None:
             raise web.HTTPNotFound()
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
 

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from wardgate.config.telemetry import UebaConfig
 from wardgate.state.store import StateStore
 from wardgate.telemetry.events import GatewayEvent
-from wardgate.telemetry.ueba.geo import GeoLookup, distance_km
+from wardgate.telemetry.ueba.geo import GeoLookup, distance_km, place_of
 
 __all__ = ["Observation", "Ueba", "UebaAlert"]
 
@@ -120,19 +120,16 @@ class Ueba:
     async def _travel(self, subject: str, obs: Observation, place: Any) -> list[tuple[str, str]]:
         key = f"{self._p}loc:{subject}"
         last = await self._store.doc_get(key)
-        await self._store.doc_put(
-            key,
-            {"ts": obs.ts, "country": place.country, "lat": place.lat, "lon": place.lon,
-             "continent": place.continent},
-            self._memory,
-        )  # fmt: skip
-        if last is None or last.get("country") == place.country:
+        # Documents hold one string (see _scripting): "<ts> <country>".
+        await self._store.doc_put(key, {"v": f"{obs.ts!r} {place.country}"}, self._memory)
+        if last is None:
             return []
-        from wardgate.telemetry.ueba.geo import Place
-
-        before = Place(last["country"], last["continent"], last["lat"], last["lon"])
+        ts_text, _, country = str(last.get("v", "")).partition(" ")
+        before = place_of(country)
+        if before is None or country == place.country:
+            return []
         km = distance_km(before, place)
-        hours = max(obs.ts - float(last["ts"]), 1e-3) / 3600
+        hours = max(obs.ts - float(ts_text), 1e-3) / 3600
         if km >= self.config.travel_min_km and km / hours > self.config.travel_kmh:
             return [("impossible_travel", f"{before.country}->{place.country} {km:.0f} km "
                      f"in {hours * 60:.1f} min")]  # fmt: skip
@@ -140,12 +137,15 @@ class Ueba:
 
     async def _token(self, obs: Observation, continent: str) -> list[tuple[str, str]]:
         key = f"{self._p}tok:{obs.token_id}"
-        seen: dict[str, Any] = await self._store.doc_get(key) or {}
+        doc = await self._store.doc_get(key) or {}
         window = self.config.token_seconds
-        recent = {k: float(v) for k, v in seen.items() if obs.ts - float(v) <= window}
+        # "<continent> <ts>,…": the continents this token was used from, and when.
+        seen = (e.split(" ") for e in str(doc.get("v", "")).split(",") if e)
+        recent = {k: float(v) for k, v in seen if obs.ts - float(v) <= window}
         others = sorted(k for k in recent if k != continent)
         recent[continent] = obs.ts
-        await self._store.doc_put(key, recent, window)
+        packed = ",".join(f"{k} {v!r}" for k, v in recent.items())
+        await self._store.doc_put(key, {"v": packed}, window)
         if others:
             return [("token_continents", f"token used from {continent} and {','.join(others)}")]
         return []

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["CENTROIDS", "GeoIp2Fast", "GeoLookup", "Place", "StaticGeo", "distance_km"]
+__all__ = ["CENTROIDS", "GeoIp2Fast", "GeoLookup", "Place", "StaticGeo", "distance_km", "place_of"]
 
 
 @dataclass(frozen=True, slots=True)

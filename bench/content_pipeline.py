@@ -16,8 +16,8 @@ import statistics
 import time
 from typing import Any
 
+from wardgate.content.guard_settings import ContentSettings
 from wardgate.content.guards import content_guards
-from wardgate.content.settings import ContentSettings
 from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.wire.jsonrpc import Message

@@ -24,8 +24,8 @@ from wardgate.config.limits import RateConfig
 from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.identity.principal import Principal
+from wardgate.limits.fallback import FallbackStore
 from wardgate.limits.rate import RateLimitGuard
-from wardgate.limits.store import FallbackStore
 from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.wire.jsonrpc import Message
 

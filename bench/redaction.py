@@ -16,8 +16,8 @@ import random
 import time
 from collections.abc import Callable
 
-from wardgate.content.engine import HyperscanEngine, hyperscan_available
 from wardgate.content.redactor import Redactor
+from wardgate.content.scanner import HyperscanEngine, hyperscan_available
 
 _WORDS = (  # noqa: SIM905 - a sentence reads better than a list of words
     "the gateway relays every message to the upstream server and back again while "

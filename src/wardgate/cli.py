@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", required=True)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the listening socket (more than one needs Redis state)",
+    )
     wrap = sub.add_parser(
         "wrap", help="guard a stdio MCP server: wardgate wrap [opts] -- CMD ARGS…"
     )
@@ -48,7 +54,41 @@ def _parser() -> argparse.ArgumentParser:
     wrap.add_argument("argv", nargs=argparse.REMAINDER)
     demo = sub.add_parser("demo", help="run the gateway in front of the bundled demo server")
     demo.add_argument("--port", type=int, default=8787)
+    _add_guard_commands(sub)
     return parser
+
+
+def _add_guard_commands(sub: Any) -> None:
+    """``policy …``, ``pins …``, ``scan-tools`` and ``breaker …``: the operators' tools of
+    the guards."""
+    from wardgate.content import tool_commands as content_cli
+    from wardgate.limits import breaker_commands
+    from wardgate.policy import commands as policy_cli
+
+    policy_cli.add_parser(sub)
+    content_cli.add_parsers(sub)
+    breaker_commands.add_parser(sub)
+
+
+def _run_guard_command(args: argparse.Namespace) -> int | None:
+    """Run ``policy``, ``pins``, ``scan-tools`` or ``breaker``; ``None`` for any other.
+
+    Raises:
+        ConfigError: the command is refused (exit 2).
+    """
+    if args.command == "policy":
+        from wardgate.policy import commands as policy_cli
+
+        return policy_cli.run(args)
+    if args.command in ("pins", "scan-tools"):
+        from wardgate.content import tool_commands as content_cli
+
+        return content_cli.run(args)
+    if args.command == "breaker":
+        from wardgate.limits import breaker_commands
+
+        return breaker_commands.run(args)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,11 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             if overrides:
                 config = with_overrides(config, overrides)
-            return _run(config)
+            return _run(config, workers=args.workers)
         if args.command == "wrap":
             return _wrap(args)
         if args.command == "demo":
             return _demo(args.port)
+        guard_command = _run_guard_command(args)
+        if guard_command is not None:
+            return guard_command
     except WardgateError as exc:
         print(f"wardgate: {exc.detail}", file=sys.stderr)
         return exc.exit_code
@@ -100,17 +143,24 @@ def with_overrides(config: GatewayConfig, overrides: dict[str, Any]) -> GatewayC
 
 def _check(path: str) -> int:
     from wardgate.gateway import Gateway
+    from wardgate.guards.assembly import authorization_note
 
     config = load_config(path)
     gateway = Gateway(config)
+    gateway.guards.check_policy()
     print(f"{path}: OK ({len(gateway.routes)} route(s), {len(gateway.upstreams)} upstream(s))")
+    print(authorization_note(config))
     return 0
 
 
-def _run(config: GatewayConfig, banner: str | None = None) -> int:
+def _run(config: GatewayConfig, banner: str | None = None, workers: int = 1) -> int:
     from wardgate.edge.serve import serve
+    from wardgate.edge.workers import check_workers, serve_workers
 
+    check_workers(config, workers)
     configure_logging(config.log.level, config.log.format)
+    if workers > 1:
+        return serve_workers(config, workers, banner)
     return serve(config, banner)
 
 
@@ -164,8 +214,11 @@ def _demo(port: int) -> int:
     )
     banner = f"""
 Wardgate demo: the gateway listens on {url}
-in front of the bundled demo MCP server (tools: echo, add, utc_now; delete_everything
-is denied by the route's tool guard). The demo runs the server UNSANDBOXED.
+in front of the bundled demo MCP server. Its Cedar policy (wardgate/policy/demo/
+policies.cedar) allows the tools echo, add and utc_now, the prompt greet and the
+resource demo://readme, and nothing else: delete_everything is hidden from the tool
+list and a call to it is answered as for a tool that does not exist (default deny).
+Secrets in results are redacted. The demo runs the server UNSANDBOXED.
 
 Try it from another terminal:
   curl -s {url} -H 'content-type: application/json' \\

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping, Sequence
 
 from wardgate.config.identity import RouteAuthConfig
+from wardgate.config.limits import LimitsConfig
 from wardgate.config.model import (
     GatewayConfig,
     HttpUpstreamConfig,
+    SealedSessionsConfig,
     SseUpstreamConfig,
     StdioUpstreamConfig,
     UpstreamConfig,
@@ -22,12 +26,15 @@ from wardgate.edge.legacy_sse import LegacySseEndpoint
 from wardgate.edge.origin import OriginPolicy
 from wardgate.edge.streamable import StreamableHttpEndpoint
 from wardgate.errors import ConfigError
+from wardgate.guards.assembly import GuardAssembly
 from wardgate.guards.scopes import ScopeGuard
 from wardgate.guards.tool_access import ToolAccessGuard
 from wardgate.limits import Limits
+from wardgate.limits.build import build_store
 from wardgate.routing.federated import FederatedRoute
 from wardgate.routing.propagation import Propagation
 from wardgate.routing.route import Member, Route
+from wardgate.routing.sealed import SealKeys, SessionSealer, load_keys
 from wardgate.routing.sessions import SessionStore
 from wardgate.telemetry.events import EventBus, EventSink
 from wardgate.telemetry.setup import Telemetry
@@ -119,6 +126,7 @@ class Gateway:
             max_sessions=config.server.max_sessions,
             max_per_principal=config.server.max_sessions_per_principal,
             sweep_interval=config.server.session_sweep_seconds,
+            sealer=_sealer(config.server.sealed_sessions),
         )
         self.upstreams = {
             name: build_upstream(name, up, boxes, config.server.max_json_depth)
@@ -136,6 +144,7 @@ class Gateway:
             if config.auth is not None
             else None
         )
+        self.guards = GuardAssembly(config)
         self.limits = Limits(config.limits, self.events) if config.limits is not None else None
         self.routes: dict[str, Route] = {}
         for name, rc in config.routes.items():
@@ -143,14 +152,17 @@ class Gateway:
                 Member(rc.prefix_of(u), self.upstreams[u], _propagation(config.upstreams[u]))
                 for u in rc.upstreams
             ]
-            # The design's order: authorize (scopes, then tool access), validate, limit.
+            # The design's order: authorize (policy, scopes, tool access), then the
+            # content guards (redact · output · integrity · validate), then limits.
             guards: list[Guard] = [*self.telemetry.first_guards()]
+            guards.extend(self.guards.authorize(name, rc))
             if rc.auth != RouteAuthConfig():
                 if self.auth is None:
                     raise ConfigError(f"routes.{name}.auth: needs an [auth] section")
                 a = rc.auth
                 guards.append(ScopeGuard(a.required_scopes, a.tool_scopes, a.mfa_amr, a.acr_values))
             guards.append(ToolAccessGuard(rc.tools.allow, rc.tools.deny))
+            guards.extend(self.guards.content(rc))
             if self.limits is not None:
                 # Limit last: only a call that may run spends a token, a slot or budget.
                 guards.extend(self.limits.guards_for(name))
@@ -201,6 +213,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.telemetry.start()
+        # The policy first: a policy that does not load never starts the gateway.
+        await self.guards.start()
         await self.sessions.start()
         if self.limits is not None:
             await self.limits.start()
@@ -211,6 +225,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.sessions.aclose()
+        await self.guards.aclose()
         if self.auth is not None:
             await self.auth.aclose()
         for upstream in self.upstreams.values():
@@ -221,3 +236,27 @@ class Gateway:
         if self.limits is not None:
             await self.limits.aclose()
         await self.telemetry.aclose()
+
+
+def _sealer(config: SealedSessionsConfig | None) -> SessionSealer | None:
+    """The fleet's session sealer, when ``[server.sealed_sessions]`` is set.
+
+    Raises:
+        ConfigError: a key variable is unset or malformed.
+    """
+    if config is None:
+        return None
+    replica = config.replica or os.environ.get("WARDGATE_REPLICA") or socket.gethostname()
+    replica = "".join(c for c in replica if c.isalnum() or c in "-_")[:32] or "replica"
+    try:
+        keys = SealKeys(load_keys(config.keys))
+    except ValueError as exc:
+        raise ConfigError(f"server.sealed_sessions.keys: {exc}") from None
+    store = build_store(LimitsConfig(store="redis", redis=config.redis))
+    return SessionSealer(
+        keys,
+        store,
+        lifetime=config.lifetime_seconds,
+        replica=replica,
+        recheck_seconds=config.revocation_recheck_seconds,
+    )

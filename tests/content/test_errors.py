@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-import wardgate.content.errors as errors
+import wardgate.content.generic_errors as errors
 
 
 def test_every_content_error_matches_its_line_in_the_documented_tree() -> None:

@@ -12,8 +12,8 @@ from upstreams.upstream_helpers import EVERYTHING, NODE, Recorder, bounded, full
 
 from support.servers import run_gateway
 from tests.content.secrets import SAMPLES
+from wardgate.content.guard_settings import ContentSettings
 from wardgate.content.guards import content_guards
-from wardgate.content.settings import ContentSettings
 
 GITHUB = SAMPLES["github_token"][0]
 

@@ -13,8 +13,8 @@ from mcp.client.stdio import StdioServerParameters
 
 from support.servers import gateway_events, run_gateway
 from tests.content.secrets import SAMPLES
+from wardgate.content.guard_settings import ContentSettings
 from wardgate.content.guards import content_guards
-from wardgate.content.settings import ContentSettings
 from wardgate.telemetry.events import GuardDecision
 
 SHIFTY = str(Path(__file__).parent / "servers" / "shifty.py")

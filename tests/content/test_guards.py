@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from tests.content.secrets import SAMPLES
+from wardgate.content.guard_settings import ContentSettings, OutputPolicy, ToolCatalog
 from wardgate.content.guards import content_guards
 from wardgate.content.output import FloodCaps
 from wardgate.content.pins import MemoryPinStore, PinBook
-from wardgate.content.settings import ContentSettings, OutputPolicy, ToolCatalog
 from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.errors import WardgateError

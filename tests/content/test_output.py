@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from wardgate.content.errors import ResultRefused
+from wardgate.content.generic_errors import ResultRefused
 from wardgate.content.output import (
     WARNING,
     WITHHELD,

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.content.secrets import NOT_CARDS, SAMPLES, SERVICE_ACCOUNT
-from wardgate.content.engine import hyperscan_available
 from wardgate.content.patterns import BUILTIN_PATTERNS, pattern_from_config
 from wardgate.content.redactor import Redactor
+from wardgate.content.scanner import hyperscan_available
 from wardgate.errors import ConfigError
 
 ENGINES = ["re", "hyperscan"] if hyperscan_available() else ["re"]

@@ -9,10 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.content.corpus import Sample, load, rates
-from wardgate.content.errors import ArgumentsInvalid, ArgumentsTooLarge, SuspiciousContent, ToolHeld
+from wardgate.content.generic_errors import (
+    ArgumentsInvalid,
+    ArgumentsTooLarge,
+    SuspiciousContent,
+    ToolHeld,
+)
 from wardgate.content.injection import score_text
-from wardgate.content.limits import Limits
 from wardgate.content.schema import SchemaCache, close_schema
+from wardgate.content.size_limits import Limits
 from wardgate.content.validation import InputPolicy, InputValidator
 
 SHEET: dict[str, Any] = {

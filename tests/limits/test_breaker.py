@@ -20,8 +20,8 @@ from wardgate.core.pipeline import Pipeline
 from wardgate.errors import UpstreamError
 from wardgate.limits import ToolDisabled
 from wardgate.limits.breaker import BreakerGuard
-from wardgate.limits.cli import main as breaker_cli
-from wardgate.limits.events import BreakerChanged
+from wardgate.limits.breaker_commands import main as breaker_cli
+from wardgate.limits.limit_events import BreakerChanged
 from wardgate.limits.pager import Pager
 from wardgate.state import MemoryStateStore
 from wardgate.telemetry.events import EventBus

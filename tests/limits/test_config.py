@@ -20,8 +20,9 @@ def _names(config: dict[str, Any]) -> list[str]:
 def test_off_unless_configured() -> None:
     config = gateway_config({})
     del config["limits"]
-    assert _names(config) == ["tool_access"]
-    assert _names(gateway_config({})) == ["tool_access"]
+    # (redact and controls: the content guards on by default, before any limit)
+    assert _names(config) == ["tool_access", "redact", "controls"]
+    assert _names(gateway_config({})) == ["tool_access", "redact", "controls"]
 
 
 def test_every_control_in_the_designs_order() -> None:
@@ -34,6 +35,8 @@ def test_every_control_in_the_designs_order() -> None:
     }
     assert _names(gateway_config(limits)) == [
         "tool_access",
+        "redact",
+        "controls",
         "rate_limit",
         "breaker",
         "argument_bounds",
@@ -44,7 +47,9 @@ def test_every_control_in_the_designs_order() -> None:
 
 def test_a_route_can_turn_limits_off() -> None:
     assert _names(gateway_config({"rate": {}, "routes": {"lim": {"enabled": False}}})) == [
-        "tool_access"
+        "tool_access",
+        "redact",
+        "controls",
     ]
 
 

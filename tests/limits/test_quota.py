@@ -17,7 +17,7 @@ from wardgate.config.limits import ArgumentRule, BudgetConfig, ToolLimitsConfig
 from wardgate.core.pipeline import Pipeline
 from wardgate.errors import Denied
 from wardgate.limits import ArgumentRefused, BudgetExhausted
-from wardgate.limits.events import BudgetExhaustedEvent
+from wardgate.limits.limit_events import BudgetExhaustedEvent
 from wardgate.limits.quota import ArgumentGuard, CostQuotaGuard, month_window
 from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.telemetry.events import EventBus

@@ -18,7 +18,7 @@ from support.servers import free_port, gateway_events, run_gateway, wait_port
 from wardgate.config.limits import LimitsConfig
 from wardgate.errors import ConfigError
 from wardgate.limits import build_store
-from wardgate.limits.events import LimitsStoreChanged
+from wardgate.limits.limit_events import LimitsStoreChanged
 from wardgate.state import StateStoreUnavailable
 
 REDIS_SERVER = shutil.which("redis-server")

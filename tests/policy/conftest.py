@@ -8,7 +8,7 @@ from wardgate.core.call import Call
 from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.errors import WardgateError
-from wardgate.policy.engine import PolicyEngine
+from wardgate.policy.engines import PolicyEngine
 from wardgate.policy.source import engine_from_files, read_policy_dir
 from wardgate.telemetry.events import GatewayEvent
 from wardgate.wire.jsonrpc import Message

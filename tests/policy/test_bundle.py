@@ -21,8 +21,8 @@ from wardgate.errors import Denied
 from wardgate.identity.principal import Principal
 from wardgate.net.fetch import FetchPolicy, SafeFetcher
 from wardgate.policy.bundle import build_bundle, load_bundle
-from wardgate.policy.engine import BundleRejected, PolicyLintError
-from wardgate.policy.events import PolicyDecided
+from wardgate.policy.decision_log import PolicyDecided
+from wardgate.policy.engines import BundleRejected, PolicyLintError
 from wardgate.policy.guard import PolicyGuard
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.registry import BundlePuller, PullResult, registry_document

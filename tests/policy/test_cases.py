@@ -8,7 +8,7 @@ import pytest
 
 from tests.policy.conftest import EXAMPLES, example_engine
 from wardgate.policy.cases import load_cases, run_cases
-from wardgate.policy.engine import PolicyEngine, PolicyLoadError
+from wardgate.policy.engines import PolicyEngine, PolicyLoadError
 
 
 async def test_the_example_set_passes_its_cases(example: PolicyEngine) -> None:

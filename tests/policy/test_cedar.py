@@ -6,8 +6,8 @@ import cedarpy
 import pytest
 
 from wardgate.policy.cedar import CedarEngine
-from wardgate.policy.engine import PolicyLintError, PolicyLoadError
-from wardgate.policy.model import Action, PolicyContext, PolicyInput, Resource, Subject
+from wardgate.policy.decision import Action, PolicyContext, PolicyInput, Resource, Subject
+from wardgate.policy.engines import PolicyLintError, PolicyLoadError
 
 CALL = 'permit (principal, action == Wardgate::Action::"tools/call", resource)'
 READ = """

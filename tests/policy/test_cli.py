@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.policy.conftest import EXAMPLES
-from wardgate.policy import cli
-from wardgate.policy.engine import BundleRejected
+from wardgate.policy import commands as cli
+from wardgate.policy.engines import BundleRejected
 
 
 def _run(*argv: str) -> tuple[int, str]:
@@ -92,7 +92,7 @@ def test_keygen_bundle_verify(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_a_refusal_not_a_traceback(tmp_path: Path) -> None:
-    from wardgate.policy.engine import PolicyLoadError
+    from wardgate.policy.engines import PolicyLoadError
 
     with pytest.raises(PolicyLoadError) as info:
         _run("verify", str(tmp_path / "nope.tar.gz"), "--pubkey", str(tmp_path / "nope.pem"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from wardgate.policy.events import PolicyDecided, redact_input
-from wardgate.policy.model import Action, PolicyContext, PolicyInput, Resource, Subject
+from wardgate.policy.decision import Action, PolicyContext, PolicyInput, Resource, Subject
+from wardgate.policy.decision_log import PolicyDecided, redact_input
 from wardgate.telemetry.sinks import JsonLinesSink
 
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"

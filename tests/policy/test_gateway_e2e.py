@@ -23,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from support.servers import free_port, gateway_events, run_gateway
 from tests.policy.conftest import example_engine
-from wardgate.policy.events import PolicyDecided
+from wardgate.policy.decision_log import PolicyDecided
 from wardgate.policy.guard import PolicyGuard
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder, InputConfig

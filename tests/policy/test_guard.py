@@ -12,11 +12,11 @@ from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.errors import Denied, UnknownTarget, WardgateError
 from wardgate.identity.principal import Principal
-from wardgate.policy.events import PolicyDecided
+from wardgate.policy.decision import PolicyDecision
+from wardgate.policy.decision_log import PolicyDecided
 from wardgate.policy.guard import PolicyGuard, federated_names
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder, InputConfig
-from wardgate.policy.model import PolicyDecision
 from wardgate.telemetry.events import EventBus
 from wardgate.wire.jsonrpc import Message
 

@@ -9,8 +9,8 @@ import pytest
 from wardgate.core.context import CallContext
 from wardgate.core.obligations import Obligations
 from wardgate.identity.principal import Principal
+from wardgate.policy.decision import DecisionObligations, PolicyInput
 from wardgate.policy.inputs import InputBuilder, InputConfig, RateTracker
-from wardgate.policy.model import DecisionObligations, PolicyInput
 from wardgate.wire.jsonrpc import Message
 
 ALICE = Principal(

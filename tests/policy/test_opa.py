@@ -9,7 +9,7 @@ import pytest
 from tests.policy.conftest import EXAMPLES, example_engine
 from tests.policy.opa_standin import OpaStandIn
 from wardgate.policy.cases import load_cases, run_cases
-from wardgate.policy.engine import PolicyLoadError
+from wardgate.policy.engines import PolicyLoadError
 from wardgate.policy.opa import OpaEngine
 from wardgate.policy.source import read_policy_dir
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wardgate.policy.bundle import load_bundle
-from wardgate.policy.engine import BundleRejected
-from wardgate.policy.events import REDACTED, redact_value
+from wardgate.policy.decision_log import REDACTED, redact_value
+from wardgate.policy.engines import BundleRejected
 from wardgate.policy.lint import lint_rego
 
 KEY = Ed25519PrivateKey.generate()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wardgate.policy.engine import PolicyLintError, PolicyLoadError
-from wardgate.policy.model import Action, PolicyContext, PolicyInput, Resource, Subject
+from wardgate.policy.decision import Action, PolicyContext, PolicyInput, Resource, Subject
+from wardgate.policy.engines import PolicyLintError, PolicyLoadError
 from wardgate.policy.rego import RegoEngine
 
 GOOD = """package wardgate.authz

@@ -8,7 +8,7 @@ import pytest
 
 from tests.policy.conftest import EXAMPLES
 from tests.policy.opa_standin import OpaStandIn
-from wardgate.policy.engine import PolicyLintError, PolicyLoadError
+from wardgate.policy.engines import PolicyLintError, PolicyLoadError
 from wardgate.policy.runtime import PolicyRuntime, PolicySettings
 from wardgate.policy.source import read_policy_dir
 
@@ -99,7 +99,7 @@ async def test_a_registry_start(tmp_path: Path) -> None:
 
 def test_the_policy_errors_have_stable_codes_and_exit_like_config_errors() -> None:
     from wardgate.errors import ConfigError, WardgateError
-    from wardgate.policy.engine import BundleRejected, EngineFailure
+    from wardgate.policy.engines import BundleRejected, EngineFailure
 
     loading = (PolicyLoadError, PolicyLintError, BundleRejected)
     assert [c.code for c in loading] == [

@@ -23,7 +23,7 @@ from wardgate.core.context import CallContext
 from wardgate.core.pipeline import Pipeline
 from wardgate.errors import Denied, UnknownTarget
 from wardgate.identity.principal import Principal
-from wardgate.policy.events import PolicyDecided
+from wardgate.policy.decision_log import PolicyDecided
 from wardgate.policy.guard import PolicyGuard
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from wardgate.policy.events import PolicyDecided
+from wardgate.policy.decision_log import PolicyDecided
 from wardgate.telemetry.audit import AuditSink, verify_lines
 from wardgate.telemetry.audit.chain import Chainer, canonical
 from wardgate.telemetry.events import AuthFailed, GuardDecision, SessionOpened
@@ -48,7 +48,7 @@ def _pub(tmp_path: Path) -> Path:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "wardgate.telemetry.audit.cli", *args],
+        [sys.executable, "-m", "wardgate.telemetry.audit.audit_commands", *args],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 

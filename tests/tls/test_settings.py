@@ -193,7 +193,7 @@ def test_other_contexts_in_the_process_are_untouched(pki: Pki) -> None:
 
 
 def test_client_cert_name_is_rfc4514() -> None:
-    from wardgate.tls.server import _rfc4514
+    from wardgate.tls.uvicorn_tls import _rfc4514
 
     subject = (
         (("countryName", "DE"),),

@@ -20,7 +20,8 @@ from pydantic import Field, field_validator, model_validator
 from wardgate.config._base import ConfigFault
 from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
-from wardgate.config.limits import LimitsConfig
+from wardgate.config.limits import LimitsConfig, RedisConfig
+from wardgate.config.policy_content import ContentConfig, ContentRouteConfig, PolicyConfig
 from wardgate.config.telemetry import TelemetryConfig
 
 __all__ = [
@@ -38,6 +39,30 @@ __all__ = [
 ]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class SealedSessionsConfig(_Strict):
+    """``[server.sealed_sessions]``: handshake-era session ids any replica can serve
+    (see docs/fleet.md). Off unless present."""
+
+    #: Names of environment variables, each holding a 32-byte key in base64 (never the
+    #: key itself). The first seals; all open (rotation: add the new one first).
+    keys: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")], ...] = Field(
+        min_length=1, max_length=8
+    )
+    #: A sealed id is refused this long after its session opened (it cannot be renewed:
+    #: MCP session ids never change).
+    lifetime_seconds: float = Field(86400.0, gt=0, le=30 * 86400)
+    #: This replica's name in the ids of sessions that cannot move (stdio members), for
+    #: the load balancer to route on. Default: $WARDGATE_REPLICA, else the host name.
+    replica: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    #: How long a replica serves a session it holds without checking again that no
+    #: other replica DELETEd it. 0 (default): a Redis GET on every request, so a DELETE
+    #: holds fleet-wide at once; more saves that round trip but lets a DELETEd session
+    #: be served this long by replicas that held it.
+    revocation_recheck_seconds: float = Field(0.0, ge=0, le=60)
+    #: Where DELETEd sessions are listed for every replica (Redis shared by the fleet).
+    redis: RedisConfig = RedisConfig()
 
 
 class ServerConfig(_Strict):
@@ -90,6 +115,8 @@ class ServerConfig(_Strict):
     max_requests_per_connection: int = Field(1000, ge=1, le=10_000_000, strict=True)
     #: On SIGTERM/SIGINT, calls in flight get this long to finish before they are cut.
     shutdown_drain_seconds: float = Field(10.0, ge=0, le=3600, strict=True)
+    #: Sealed session ids for a fleet behind a plain load balancer (off unless set).
+    sealed_sessions: SealedSessionsConfig | None = None
 
     @field_validator("host")
     @classmethod
@@ -218,6 +245,8 @@ class RouteConfig(_Strict):
     #: Who may share a stdio server process on stateless calls: ``principal``,
     #: ``tenant`` (per principal when no tenant is known) or ``shared`` (everyone).
     isolation: Literal["principal", "tenant", "shared"] = "tenant"
+    #: Keys written here replace the gateway-wide ``[content]`` ones for this route.
+    content: ContentRouteConfig | None = None
 
     def prefix_of(self, upstream: str) -> str:
         return self.prefixes.get(upstream, upstream)
@@ -231,6 +260,9 @@ class GatewayConfig(_Strict):
     routes: dict[Annotated[str, Field(pattern=_NAME)], RouteConfig]
     #: Abuse controls (rate limits, quotas, concurrency, breakers); off unless present.
     limits: LimitsConfig | None = None
+    #: Authorization as code; without it the routes' tool lists govern.
+    policy: PolicyConfig | None = None
+    content: ContentConfig = ContentConfig()
     #: Audit trail, traces, metrics and health; off unless present.
     telemetry: TelemetryConfig = TelemetryConfig()
 

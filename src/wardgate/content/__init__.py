@@ -6,6 +6,7 @@ as pipeline guards. Hyperscan and ``jsonschema-rs`` come with ``wardgate[content
 
 from __future__ import annotations
 
+from wardgate.content.guard_settings import ContentSettings, OutputPolicy
 from wardgate.content.guards import (
     IntegrityGuard,
     OutputGuard,
@@ -16,7 +17,6 @@ from wardgate.content.guards import (
 from wardgate.content.patterns import BUILTIN_PATTERNS, SecretPattern, pattern_from_config
 from wardgate.content.pins import MemoryPinStore, PinBook, PinStore, RedisPinStore
 from wardgate.content.redactor import Redactor, StreamRedactor
-from wardgate.content.settings import ContentSettings, OutputPolicy
 from wardgate.content.validation import InputPolicy
 
 __all__ = [

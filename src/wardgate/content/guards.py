@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wardgate.content.errors import ToolHeld
+from wardgate.content.generic_errors import ToolHeld
+from wardgate.content.guard_settings import ContentSettings, ToolCatalog
 from wardgate.content.integrity import LISTS, Descriptor, descriptors, scan_descriptor
 from wardgate.content.output import (
     cap_result,
@@ -27,7 +28,6 @@ from wardgate.content.output import (
 from wardgate.content.pins import MemoryPinStore, PinBook, PinStore
 from wardgate.content.redactor import Redactor
 from wardgate.content.schema import SchemaCache
-from wardgate.content.settings import ContentSettings, ToolCatalog
 from wardgate.content.validation import InputValidator
 from wardgate.core.call import Call
 from wardgate.telemetry.events import GuardDecision

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import orjson
 
-from wardgate.content.errors import ResultRefused
+from wardgate.content.generic_errors import ResultRefused
 from wardgate.content.injection import score_text
 
 __all__ = [

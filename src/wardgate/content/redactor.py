@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from wardgate.content.engine import ScanEngine, make_engine
 from wardgate.content.patterns import BUILTIN_PATTERNS, SecretPattern, window
+from wardgate.content.scanner import ScanEngine, make_engine
 
 __all__ = ["Redactor", "StreamRedactor"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from wardgate.content.errors import ArgumentsInvalid, ToolHeld, json_pointer
+from wardgate.content.generic_errors import ArgumentsInvalid, ToolHeld, json_pointer
 from wardgate.errors import ConfigError
 
 __all__ = ["CompiledSchema", "SchemaCache", "close_schema", "plain_text_paths"]

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wardgate.content.errors import SuspiciousContent, json_pointer
+from wardgate.content.generic_errors import SuspiciousContent, json_pointer
 from wardgate.content.injection import score_text
-from wardgate.content.limits import Limits, check_limits
 from wardgate.content.schema import CompiledSchema, SchemaCache
+from wardgate.content.size_limits import Limits, check_limits
 from wardgate.content.unicode import Tell, find_tells
 
 __all__ = ["Finding", "InputPolicy", "InputValidator"]

@@ -8,6 +8,7 @@ call applies them to the final response after the response guards have run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import orjson
 from wardgate.errors import WardgateError
 from wardgate.wire.jsonrpc import Message, wardgate_error_response
 
-__all__ = ["REDACTED", "Obligations", "ResultTooLarge"]
+__all__ = ["REDACTED", "Obligations", "ResultTooLarge", "redact_text_content"]
 
 REDACTED = "[REDACTED]"
 
@@ -71,6 +72,7 @@ class Obligations:
             changed = _filter_lists(changed, self.visible)
         if self.redact_fields:
             changed = _redact(changed, self.redact_fields)
+            changed = redact_text_content(changed, self.redact_fields) or changed
         if changed is not result:
             message = Message({**message.raw, "result": changed}, "response")
         if self.max_result_bytes is not None and (
@@ -114,3 +116,41 @@ def _redact(value: Any, names: frozenset[str]) -> Any:
             parent[key] = items
             stack.extend((items, i, v) for i, v in enumerate(items) if isinstance(v, dict | list))
     return root[0]
+
+
+#: Text items longer than this are not parsed as JSON (they are left as they are).
+_MAX_JSON_TEXT = 4 * 1024 * 1024
+
+
+def redact_text_content(result: dict[str, Any], names: frozenset[str]) -> dict[str, Any] | None:
+    """``result`` with the keys in ``names`` masked inside text items that hold JSON, or
+    ``None`` when nothing changed.
+
+    MCP servers (the official SDKs among them) return a structured result twice: as
+    ``structuredContent`` and serialised into ``content[].text``. Walking JSON keys
+    misses the second copy; this parses text items that are JSON objects or arrays and
+    masks the same keys there. Text that is not JSON has no keys and is left as it is.
+    """
+    out: dict[str, Any] | None = None
+    for key in ("content", "contents"):
+        items = result.get(key)
+        if not isinstance(items, list):
+            continue
+        fresh: list[Any] = []
+        touched = False
+        for item in items:
+            text = item.get("text") if isinstance(item, dict) else None
+            if isinstance(text, str) and len(text) <= _MAX_JSON_TEXT and text.lstrip()[:1] in "{[":
+                try:
+                    doc = json.loads(text)
+                except (ValueError, RecursionError):
+                    doc = None
+                if isinstance(doc, dict | list):
+                    masked = _redact(doc, names)
+                    if masked != doc:
+                        item = {**item, "text": json.dumps(masked, indent=2)}
+                        touched = True
+            fresh.append(item)
+        if touched:
+            out = {**(out if out is not None else result), key: fresh}
+    return out

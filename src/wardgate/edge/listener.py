@@ -26,7 +26,7 @@ here is uvicorn's httptools protocol with these bounds added, one
   next on it can no longer be framed with confidence, so it is never served.
 
 The protocol also adds the ASGI TLS extension when the connection is TLS (see
-:mod:`wardgate.tls.server`), so one class serves plain and TLS listeners.
+:mod:`wardgate.tls.uvicorn_tls`), so one class serves plain and TLS listeners.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from wardgate.edge.connections import (
     ListenerLimits,
     client_key,
 )
-from wardgate.tls.server import attach_tls
+from wardgate.tls.uvicorn_tls import attach_tls
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGI3Application

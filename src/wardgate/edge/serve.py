@@ -230,8 +230,15 @@ class GatewayServer(uvicorn.Server):
             hurried.cancel()
 
 
-def serve(config: GatewayConfig, banner: str | None = None) -> int:
+def serve(
+    config: GatewayConfig,
+    banner: str | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> int:
     """Run the gateway until SIGTERM or SIGINT, then shut down as the module says.
+
+    ``sockets``: listen on these (already bound, shared by ``--workers``) instead of
+    binding ``config.server``'s address.
 
     Raises:
         ConfigError: the configuration cannot be served (bad TLS files, a missing
@@ -289,7 +296,7 @@ def serve(config: GatewayConfig, banner: str | None = None) -> int:
                 config.server.host,
                 config.server.port,
             )
-            await server.serve()
+            await server.serve(sockets=sockets)
         finally:
             if noting is not None:
                 noting.cancel()

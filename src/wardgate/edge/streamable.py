@@ -329,16 +329,17 @@ class StreamableHttpEndpoint:
             )
         )
 
-    def _session(self, headers: Mapping[str, str], ctx: CallContext) -> GatewaySession:
+    async def _session(self, headers: Mapping[str, str], ctx: CallContext) -> GatewaySession:
         sid = headers.get(H_SESSION_ID)
         if sid is None:
             raise ProtocolError("Bad Request: Missing session ID")
-        session = self.sessions.get(sid)
-        if (
-            session is None
-            or session.route != self.route.name
-            or session.owner != ctx.principal.binding_key
-        ):
+        session = await self.sessions.find(
+            sid,
+            self.route.name,
+            ctx.principal.binding_key,
+            [m.upstream for m in self.route.members],
+        )
+        if session is None:
             # Another principal's session looks exactly like one that does not exist.
             raise SessionNotFound(f"unknown session for route {self.route.name}")
         return session
@@ -369,7 +370,7 @@ class StreamableHttpEndpoint:
             if request.method == "initialize" and request.kind == "request":
                 raise MethodNotFound("initialize is not part of this protocol version")
         elif not (request.kind == "request" and request.method == "initialize"):
-            session = self._session(headers, ctx)
+            session = await self._session(headers, ctx)
             ctx = dataclasses.replace(ctx, session_id=session.id)
         call = self.route.open(ctx, request, request_bytes=size)
         calls.append(call)
@@ -403,7 +404,7 @@ class StreamableHttpEndpoint:
         if not _accepts(headers.get("accept"), "text/event-stream"):
             await send_empty(send, 406)
             return 406
-        session = self._session(headers, ctx)
+        session = await self._session(headers, ctx)
         ctx = dataclasses.replace(ctx, session_id=session.id)
         forward = forwarded_headers(headers)
         call = self.route.open(ctx, LISTEN_MESSAGE)
@@ -425,7 +426,8 @@ class StreamableHttpEndpoint:
         if era_of(headers.get(H_PROTOCOL_VERSION)) == "modern":
             await send_empty(send, 405, [(b"allow", b"POST")])
             return 405
-        session = self._session(headers, ctx)
+        session = await self._session(headers, ctx)
+        await self.sessions.revoke(session)  # fleet-wide first: then no replica serves it
         await self.route.end_session(session)
         await send_empty(send, 200)
         return 200

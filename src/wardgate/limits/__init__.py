@@ -4,7 +4,7 @@ circuit breakers, counted once across every replica (see docs/limits.md)."""
 from __future__ import annotations
 
 from wardgate.limits.build import Limits, build_store
-from wardgate.limits.errors import (
+from wardgate.limits.refusals import (
     ArgumentRefused,
     BudgetExhausted,
     ConcurrencyLimited,

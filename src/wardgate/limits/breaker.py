@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 from wardgate.config.limits import BreakerConfig
 from wardgate.core.call import Call, Outcome
-from wardgate.limits.errors import ToolDisabled
-from wardgate.limits.events import BreakerChanged
+from wardgate.limits.fallback import part
+from wardgate.limits.limit_events import BreakerChanged
 from wardgate.limits.pager import Pager
-from wardgate.limits.store import part
+from wardgate.limits.refusals import ToolDisabled
 from wardgate.state.store import StateStore
 from wardgate.telemetry.events import EventBus
 from wardgate.wire.jsonrpc import Message

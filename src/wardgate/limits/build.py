@@ -17,10 +17,10 @@ from wardgate.core.pipeline import Guard
 from wardgate.errors import ConfigError
 from wardgate.limits.breaker import BreakerGuard
 from wardgate.limits.concurrency import ConcurrencyGuard
+from wardgate.limits.fallback import FallbackStore
 from wardgate.limits.pager import Pager
 from wardgate.limits.quota import ArgumentGuard, CostQuotaGuard
 from wardgate.limits.rate import RateLimitGuard
-from wardgate.limits.store import FallbackStore
 from wardgate.state.memory import MemoryStateStore
 from wardgate.state.redis_store import RedisOptions, RedisStateStore
 from wardgate.state.store import StateStore

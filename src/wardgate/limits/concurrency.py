@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 
 from wardgate.config.limits import ConcurrencyConfig
 from wardgate.core.call import Call, Outcome
-from wardgate.limits.errors import ConcurrencyLimited
+from wardgate.limits.fallback import part
 from wardgate.limits.rate import tool_entry
-from wardgate.limits.store import part
+from wardgate.limits.refusals import ConcurrencyLimited
 from wardgate.state.store import StateStore
 from wardgate.wire.jsonrpc import Message
 

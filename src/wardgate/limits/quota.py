@@ -24,10 +24,10 @@ from datetime import datetime
 
 from wardgate.config.limits import ArgumentRule, BudgetConfig, ToolLimitsConfig
 from wardgate.core.call import Call, Outcome
-from wardgate.limits.errors import ArgumentRefused, BudgetExhausted
-from wardgate.limits.events import BudgetExhaustedEvent
+from wardgate.limits.fallback import part
+from wardgate.limits.limit_events import BudgetExhaustedEvent
 from wardgate.limits.rate import tool_entry
-from wardgate.limits.store import part
+from wardgate.limits.refusals import ArgumentRefused, BudgetExhausted
 from wardgate.state.store import StateStore
 from wardgate.wire.jsonrpc import Message
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from wardgate.config.limits import RateConfig
 from wardgate.core.call import Call
-from wardgate.limits.errors import RateLimited
-from wardgate.limits.store import part
+from wardgate.limits.fallback import part
+from wardgate.limits.refusals import RateLimited
 from wardgate.state.store import StateStore
 from wardgate.wire.jsonrpc import Message
 

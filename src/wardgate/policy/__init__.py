@@ -10,19 +10,7 @@ Engines with optional dependencies (Cedar, Rego) are imported from their modules
 
 from __future__ import annotations
 
-from wardgate.policy.engine import (
-    BundleRejected,
-    DenyAllEngine,
-    EngineFailure,
-    PolicyEngine,
-    PolicyLintError,
-    PolicyLoadError,
-)
-from wardgate.policy.events import PolicyDecided
-from wardgate.policy.guard import PolicyGuard
-from wardgate.policy.holder import PolicyHolder
-from wardgate.policy.inputs import InputBuilder, InputConfig
-from wardgate.policy.model import (
+from wardgate.policy.decision import (
     Action,
     DecisionObligations,
     PolicyContext,
@@ -31,6 +19,18 @@ from wardgate.policy.model import (
     Resource,
     Subject,
 )
+from wardgate.policy.decision_log import PolicyDecided
+from wardgate.policy.engines import (
+    BundleRejected,
+    DenyAllEngine,
+    EngineFailure,
+    PolicyEngine,
+    PolicyLintError,
+    PolicyLoadError,
+)
+from wardgate.policy.guard import PolicyGuard
+from wardgate.policy.holder import PolicyHolder
+from wardgate.policy.inputs import InputBuilder, InputConfig
 from wardgate.policy.runtime import PolicyRuntime, PolicySettings
 
 __all__ = [

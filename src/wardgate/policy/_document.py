@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wardgate.policy.model import DecisionObligations, PolicyDecision
+from wardgate.policy.decision import DecisionObligations, PolicyDecision
 
 __all__ = ["decision_from_document"]
 

@@ -8,7 +8,7 @@ Loading (zone 1): the signature is verified against the configured public key
 *before* anything in the tarball is parsed; then the archive is read in memory under
 bounds (flat regular files only, no links, no paths, sizes and counts capped), the
 manifest's hashes are checked, and the engine is built (parse, validate, lint). Any
-failure raises :class:`~wardgate.policy.engine.BundleRejected`; nothing is swapped in.
+failure raises :class:`~wardgate.policy.engines.BundleRejected`; nothing is swapped in.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from wardgate.policy.engine import BundleRejected, PolicyEngine, PolicyLoadError
+from wardgate.policy.engines import BundleRejected, PolicyEngine, PolicyLoadError
 from wardgate.policy.source import engine_from_files, read_policy_dir
 
 __all__ = [

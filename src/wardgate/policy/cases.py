@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wardgate.policy.engine import PolicyEngine, PolicyLoadError
-from wardgate.policy.model import PolicyDecision, PolicyInput
+from wardgate.policy.decision import PolicyDecision, PolicyInput
+from wardgate.policy.engines import PolicyEngine, PolicyLoadError
 
 __all__ = ["Case", "CaseResult", "load_cases", "run_cases"]
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import cedarpy
 
-from wardgate.policy.engine import (
+from wardgate.policy.decision import DecisionObligations, PolicyDecision, PolicyInput
+from wardgate.policy.engines import (
     DecisionCache,
     PolicyLintError,
     PolicyLoadError,
@@ -28,7 +29,6 @@ from wardgate.policy.engine import (
     failure_decision,
 )
 from wardgate.policy.lint import lint_cedar
-from wardgate.policy.model import DecisionObligations, PolicyDecision, PolicyInput
 
 __all__ = ["NS", "CedarEngine", "default_schema"]
 

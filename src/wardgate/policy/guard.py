@@ -23,12 +23,11 @@ from typing import Any
 
 from wardgate.core.call import LISTEN, Call
 from wardgate.errors import Denied, UnknownTarget
-from wardgate.policy._textredact import redact_text_content
-from wardgate.policy.engine import PolicyEngine
-from wardgate.policy.events import PolicyDecided, redact_input
+from wardgate.policy.decision import PolicyDecision, PolicyInput
+from wardgate.policy.decision_log import PolicyDecided, redact_input
+from wardgate.policy.engines import PolicyEngine
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder
-from wardgate.policy.model import PolicyDecision, PolicyInput
 from wardgate.routing.federation import split_name
 from wardgate.wire.jsonrpc import Message
 
@@ -51,9 +50,6 @@ _LIST_METHODS = frozenset(
         "server/discover",
     }
 )
-
-#: Results that may repeat structured data as JSON text (redact obligations reach it).
-_RESULT_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 #: A list item: (result key, index).
 Slot = tuple[str, int]
@@ -98,7 +94,8 @@ class PolicyGuard:
 
     name = "policy"
     methods: frozenset[str] | None = None
-    response_methods = _LIST_METHODS | _RESULT_METHODS
+    # Obligations (caps, redaction, JSON text included) are applied by the call itself.
+    response_methods = _LIST_METHODS
     fail_open = False
 
     def __init__(
@@ -204,12 +201,6 @@ class PolicyGuard:
         result = message.raw.get("result")
         if not isinstance(result, dict):
             return message
-        if call.method in _RESULT_METHODS:
-            fields = call.obligations.redact_fields
-            redacted = redact_text_content(result, fields) if fields else None
-            if redacted is None:
-                return message
-            return Message({**message.raw, "result": redacted}, "response")
         keys = [k for k in LIST_ITEMS if isinstance(result.get(k), list)]
         if not keys:
             return message

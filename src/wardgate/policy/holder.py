@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from wardgate.policy.engine import DenyAllEngine, PolicyEngine, PolicyLoadError
+from wardgate.policy.engines import DenyAllEngine, PolicyEngine, PolicyLoadError
 
 __all__ = ["PolicyHolder"]
 

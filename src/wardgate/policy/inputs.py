@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from wardgate.core.context import CallContext
 from wardgate.identity.principal import Principal
-from wardgate.policy.model import Action, PolicyContext, PolicyInput, Resource, Subject
+from wardgate.policy.decision import Action, PolicyContext, PolicyInput, Resource, Subject
 from wardgate.wire.jsonrpc import Message
 
 __all__ = ["USE_METHOD", "InputBuilder", "InputConfig", "RateTracker", "target_kind"]

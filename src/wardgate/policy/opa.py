@@ -20,8 +20,8 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from wardgate.policy._document import decision_from_document
-from wardgate.policy.engine import EngineFailure, PolicyLoadError, failure_decision
-from wardgate.policy.model import PolicyDecision, PolicyInput
+from wardgate.policy.decision import PolicyDecision, PolicyInput
+from wardgate.policy.engines import EngineFailure, PolicyLoadError, failure_decision
 
 __all__ = ["OpaEngine"]
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from wardgate.net.fetch import FetchRefused, SafeFetcher
 from wardgate.policy.bundle import Bundle, load_bundle
-from wardgate.policy.engine import BundleRejected
+from wardgate.policy.engines import BundleRejected
 from wardgate.policy.holder import PolicyHolder
 
 __all__ = ["BundlePuller", "PullResult", "registry_document"]

@@ -14,15 +14,7 @@ from collections.abc import Mapping, Sequence
 import regopy
 
 from wardgate.policy._document import decision_from_document
-from wardgate.policy.engine import (
-    DecisionCache,
-    PolicyLintError,
-    PolicyLoadError,
-    evaluate_cached,
-    failure_decision,
-)
-from wardgate.policy.lint import lint_rego
-from wardgate.policy.model import (
+from wardgate.policy.decision import (
     Action,
     PolicyContext,
     PolicyDecision,
@@ -30,6 +22,14 @@ from wardgate.policy.model import (
     Resource,
     Subject,
 )
+from wardgate.policy.engines import (
+    DecisionCache,
+    PolicyLintError,
+    PolicyLoadError,
+    evaluate_cached,
+    failure_decision,
+)
+from wardgate.policy.lint import lint_rego
 
 __all__ = ["DEFAULT_ENTRYPOINT", "RegoEngine"]
 

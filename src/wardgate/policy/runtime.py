@@ -18,7 +18,7 @@ from typing import Literal
 
 from wardgate.net.fetch import SafeFetcher
 from wardgate.policy.bundle import load_public_key
-from wardgate.policy.engine import PolicyEngine, PolicyLoadError
+from wardgate.policy.engines import PolicyEngine, PolicyLoadError
 from wardgate.policy.guard import NameResolver, PolicyGuard
 from wardgate.policy.holder import PolicyHolder
 from wardgate.policy.inputs import InputBuilder, InputConfig

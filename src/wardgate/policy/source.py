@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from wardgate.policy.engine import PolicyEngine, PolicyLoadError
+from wardgate.policy.engines import PolicyEngine, PolicyLoadError
 
 __all__ = ["MANIFEST", "engine_from_files", "read_policy_dir"]
 
@@ -55,7 +55,7 @@ def engine_from_files(
 
     Raises:
         PolicyLoadError: the set is empty, ambiguous, or fails to parse, validate or
-            lint (:class:`~wardgate.policy.engine.PolicyLintError`), or the engine's
+            lint (:class:`~wardgate.policy.engines.PolicyLintError`), or the engine's
             optional dependency is missing.
     """
     manifest: dict[str, object] = {}

@@ -17,12 +17,16 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wardgate.errors import TooManySessions
 from wardgate.identity.principal import BindingKey
-from wardgate.upstream.seam import UpstreamSession
+from wardgate.upstream.seam import Upstream, UpstreamSession
+
+if TYPE_CHECKING:
+    from wardgate.routing.sealed import SessionSealer
 
 __all__ = ["ChannelLease", "GatewaySession", "SessionSlot", "SessionStore", "TooManySessions"]
 
@@ -42,9 +46,20 @@ class GatewaySession:
     protocol_version: str
     owner: BindingKey
     last_seen: float = field(default_factory=time.monotonic)
+    #: Its id is a sealed handle (see :mod:`wardgate.routing.sealed`): other replicas
+    #: may be serving it too, so only the client's DELETE ends it upstream.
+    sealed: bool = False
+    #: When this replica last found its sealed id not revoked (its own clock).
+    revocation_checked: float = float("-inf")
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.upstreams.values()), return_exceptions=True)
+
+    async def discard(self) -> None:
+        """Let go of this replica's copy: a sealed session lives on upstream (it holds
+        nothing here); any other is closed."""
+        if not self.sealed:
+            await self.close()
 
 
 class _Quota:
@@ -150,8 +165,13 @@ class SessionStore:
         sweep_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        sealer: SessionSealer | None = None,
     ) -> None:
         self._sessions: dict[str, GatewaySession] = {}
+        #: Sealed sessions rebuilt here from their handle: a cache, outside the quota
+        #: (their place was counted by the replica that opened them).
+        self._rebuilt: set[str] = set()
+        self.sealer = sealer
         self._channels: set[ChannelLease] = set()
         self._quota = _Quota(max_sessions, max_per_principal)
         self._channel_quota = _Quota(max_sessions, max_per_principal)
@@ -185,6 +205,8 @@ class SessionStore:
 
     async def start(self) -> None:
         """Start the idle sweeper (once)."""
+        if self.sealer is not None and self._sweeper is None:
+            await self.sealer.store.start()
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="wardgate.sessions.sweep")
 
@@ -211,7 +233,9 @@ class SessionStore:
         sessions = list(self._sessions.values())
         for session in sessions:
             self._remove(session.id)
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(s.discard() for s in sessions), return_exceptions=True)
+        if self.sealer is not None:
+            await self.sealer.store.aclose()
 
     # -- handshake sessions ----------------------------------------------------
 
@@ -245,19 +269,26 @@ class SessionStore:
                 self._quota.give(owner)
             elif self._remove(slot.session.id) is not None:
                 with contextlib.suppress(Exception):
-                    await slot.session.close()
+                    await slot.session.close()  # its id never left: close even if sealed
             raise
         if slot.session is None:
             self._quota.give(owner)
 
     def _insert(self, session: GatewaySession) -> None:
+        if self.sealer is not None:
+            # Upstream session ids are known once initialize was answered: seal now.
+            session.id = self.sealer.id_for(session)
+            session.sealed = session.id.startswith("s")
         session.last_seen = self._clock()
         self._sessions[session.id] = session
 
     def _remove(self, session_id: str) -> GatewaySession | None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
-            self._quota.give(session.owner)
+            if session_id in self._rebuilt:
+                self._rebuilt.discard(session_id)
+            else:
+                self._quota.give(session.owner)
         return session
 
     async def add(self, session: GatewaySession) -> None:
@@ -280,10 +311,59 @@ class SessionStore:
         now = self._clock()
         if now - session.last_seen > self._idle:
             self._remove(session_id)
-            asyncio.get_running_loop().create_task(session.close())
+            asyncio.get_running_loop().create_task(session.discard())
             return None
         session.last_seen = now
         return session
+
+    async def find(
+        self, session_id: str, route: str, owner: BindingKey, upstreams: Sequence[Upstream]
+    ) -> GatewaySession | None:
+        """The session ``owner`` holds on ``route`` under this id: from this replica's
+        table, else rebuilt from a sealed handle; None for anything else (unknown,
+        another route's or principal's, tampered, expired, revoked, pinned elsewhere).
+
+        Raises:
+            StateStoreUnavailable: a sealed handle's revocation cannot be checked.
+        """
+        session = self.get(session_id)
+        if session is not None:
+            if session.route != route or session.owner != owner:
+                return None
+            if session.sealed and self.sealer is not None:
+                now = self._clock()
+                if now - session.revocation_checked >= self.sealer.recheck_seconds:
+                    if await self.sealer.revoked(session_id):
+                        # A DELETE on another replica: let go of this copy too.
+                        self._remove(session_id)
+                        return None
+                    session.revocation_checked = now
+            return session
+        if self.sealer is None:
+            return None
+        session = await self.sealer.restore(session_id, route, owner, upstreams)
+        if session is None:
+            return None
+        # Another request may have rebuilt it meanwhile; the table keeps one copy, and
+        # rebuilt copies are a bounded cache (past the cap they are served, not kept).
+        held = self._sessions.get(session_id)
+        if held is not None:
+            return held
+        session.revocation_checked = self._clock()  # restore just checked it
+        if len(self._sessions) < self._quota.total:
+            session.last_seen = self._clock()
+            self._sessions[session_id] = session
+            self._rebuilt.add(session_id)
+        return session
+
+    async def revoke(self, session: GatewaySession) -> None:
+        """Refuse a sealed session's id on every replica (a DELETE); no-op otherwise.
+
+        Raises:
+            StateStoreUnavailable: the revocation could not be written.
+        """
+        if self.sealer is not None and session.sealed:
+            await self.sealer.revoke(session)
 
     def touch(self, session: GatewaySession) -> None:
         """Restart a session's idle timer (a legacy SSE message used it)."""
@@ -331,5 +411,5 @@ class SessionStore:
         idle = [c for c in self._channels if now - c.last_seen > self._idle]
         for lease in idle:
             self._end_channel(lease)
-        await asyncio.gather(*(s.close() for s in stale), return_exceptions=True)
+        await asyncio.gather(*(s.discard() for s in stale), return_exceptions=True)
         return len(stale) + len(idle)

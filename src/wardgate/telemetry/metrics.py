@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from wardgate.policy.events import PolicyDecided
+from wardgate.policy.decision_log import PolicyDecided
 from wardgate.telemetry.events import (
     AuthFailed,
     CallEnded,

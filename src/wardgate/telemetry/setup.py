@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from wardgate.config.telemetry import TelemetryConfig
 from wardgate.errors import ConfigError
 from wardgate.telemetry.events import EventSink
-from wardgate.telemetry.listener import Check, OpsListener
+from wardgate.telemetry.ops_listener import Check, OpsListener
 
 if TYPE_CHECKING:
     from wardgate.telemetry.audit import AuditSink
@@ -146,6 +146,10 @@ class Telemetry:
 
             old = self.ueba_guard.ueba
             self.ueba_guard.ueba = Ueba(old.config, limits.store, old._geo)
+        # The policy engine: a policy set loaded (not the deny-all stand-in).
+        runtime = getattr(getattr(gateway, "guards", None), "policy", None)
+        if runtime is not None:
+            self.add_check("policy", _policy_loaded(runtime))
         # Identity key sets: each issuer's JWKS fetched, and not older than twice its
         # refresh period (a JWKS endpoint that stopped answering shows here first).
         jwt = getattr(getattr(gateway, "auth", None), "_jwt", None)
@@ -218,6 +222,17 @@ def _jwks_fresh(cache: Any) -> Check:
         age = cache._clock() - fetched
         if age > 2 * cache._ttl:
             return f"key set is {age:.0f} s old"
+        return None
+
+    return check
+
+
+def _policy_loaded(runtime: Any) -> Check:
+    async def check() -> str | None:
+        from wardgate.policy.engines import DenyAllEngine
+
+        if isinstance(runtime.holder.engine, DenyAllEngine):
+            return "no policy set loaded"
         return None
 
     return check

@@ -36,7 +36,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from wardgate.config.telemetry import DEFAULT_REDACT_KEYS, TracingConfig
 from wardgate.core.context import TraceContext
-from wardgate.policy.events import PolicyDecided
+from wardgate.policy.decision_log import PolicyDecided
 from wardgate.telemetry.events import GatewayEvent, GuardDecision, UpstreamResult
 
 if TYPE_CHECKING:

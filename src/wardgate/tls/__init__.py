@@ -9,8 +9,9 @@ See ``docs/tls.md``. The public API::
 
 from __future__ import annotations
 
-from wardgate.tls.context import TlsContextReloader, build_server_context
-from wardgate.tls.server import (
+from wardgate.tls.settings import ClientCertMode, TlsSettings, TlsVersion
+from wardgate.tls.ssl_context import TlsContextReloader, build_server_context
+from wardgate.tls.uvicorn_tls import (
     TlsContextFactory,
     TlsH11Protocol,
     TlsHttpToolsProtocol,
@@ -20,7 +21,6 @@ from wardgate.tls.server import (
     tls_scope_extension,
     uvicorn_ssl_kwargs,
 )
-from wardgate.tls.settings import ClientCertMode, TlsSettings, TlsVersion
 
 __all__ = [
     "ClientCertMode",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from wardgate.policy.engine import PolicyEngine
+from wardgate.policy.engines import PolicyEngine
 
 __all__ = ["demo_engine"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wardgate.telemetry.ueba.detect import Observation, Ueba, UebaAlert
 from wardgate.telemetry.ueba.geo import GeoIp2Fast, GeoLookup, Place, StaticGeo
-from wardgate.telemetry.ueba.guard import BehaviourBlocked, UebaGuard, token_id
+from wardgate.telemetry.ueba.ueba_guard import BehaviourBlocked, UebaGuard, token_id
 
 __all__ = [
     "BehaviourBlocked",

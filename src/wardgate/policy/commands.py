@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wardgate.policy.bundle import build_bundle, load_bundle, load_private_key, load_public_key
 from wardgate.policy.cases import load_cases, run_cases
-from wardgate.policy.engine import PolicyLoadError
+from wardgate.policy.engines import PolicyLoadError
 from wardgate.policy.lint import LintFinding, lint_cedar, lint_rego
 from wardgate.policy.registry import registry_document
 from wardgate.policy.source import engine_from_files, read_policy_dir

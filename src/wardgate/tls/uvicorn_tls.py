@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from wardgate.tls.context import TlsContextReloader
 from wardgate.tls.settings import TlsSettings
+from wardgate.tls.ssl_context import TlsContextReloader
 
 if TYPE_CHECKING:
     import uvicorn

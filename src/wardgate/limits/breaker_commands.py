@@ -1,8 +1,7 @@
 """``wardgate breaker open|close|status``: operate circuit breakers by hand.
 
-Wired into ``wardgate.cli`` by two lines (``add_parser(sub)`` in the parser, and
-``if args.command == "breaker": return run(args)`` in ``main``); also runs on its own as
-``python -m wardgate.limits.cli breaker …``.
+Wired into ``wardgate.cli`` (``wardgate breaker …``); also runs on its own as
+``python -m wardgate.limits.breaker_commands breaker …``.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def _keygen(out: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m wardgate.telemetry.audit.cli verify …``."""
+    """Standalone entry: ``python -m wardgate.telemetry.audit.audit_commands verify …``."""
     parser = argparse.ArgumentParser(prog="wardgate")
     add_parser(parser.add_subparsers(dest="command", required=True))
     return run(parser.parse_args(["audit", *(argv if argv is not None else sys.argv[1:])]))

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from wardgate.errors import ConfigError, WardgateError
-from wardgate.policy.model import PolicyDecision, PolicyInput
+from wardgate.policy.decision import PolicyDecision, PolicyInput
 
 __all__ = [
     "BundleRejected",

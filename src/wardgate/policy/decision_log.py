@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from wardgate.policy.model import PolicyInput
+from wardgate.policy.decision import PolicyInput
 from wardgate.telemetry.events import GatewayEvent
 
 __all__ = ["PolicyDecided", "redact_input", "redact_value"]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from wardgate.limits.events import LimitsStoreChanged
+from wardgate.limits.limit_events import LimitsStoreChanged
 from wardgate.state.memory import MemoryStateStore
 from wardgate.state.store import Clock, StateStore, StateStoreUnavailable, TokenTake
 from wardgate.telemetry.events import EventBus

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wardgate.content.errors import ArgumentsTooLarge, json_pointer
+from wardgate.content.generic_errors import ArgumentsTooLarge, json_pointer
 
 __all__ = ["Limits", "check_limits"]
 

@@ -66,19 +66,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_guard_commands(sub: Any) -> None:
-    """``policy …``, ``pins …``, ``scan-tools`` and ``breaker …``: the operators' tools of
-    the guards."""
+    """``policy …``, ``pins …``, ``scan-tools``, ``breaker …`` and ``audit …``: the
+    operators' tools of the guards."""
     from wardgate.content import tool_commands as content_cli
     from wardgate.limits import breaker_commands
     from wardgate.policy import commands as policy_cli
+    from wardgate.telemetry.audit import audit_commands
 
     policy_cli.add_parser(sub)
     content_cli.add_parsers(sub)
     breaker_commands.add_parser(sub)
+    audit_commands.add_parser(sub)
 
 
 def _run_guard_command(args: argparse.Namespace) -> int | None:
-    """Run ``policy``, ``pins``, ``scan-tools`` or ``breaker``; ``None`` for any other.
+    """Run ``policy``, ``pins``, ``scan-tools``, ``breaker`` or ``audit``; ``None`` for any
+    other command.
 
     Raises:
         ConfigError: the command is refused (exit 2).
@@ -95,6 +98,10 @@ def _run_guard_command(args: argparse.Namespace) -> int | None:
         from wardgate.limits import breaker_commands
 
         return breaker_commands.run(args)
+    if args.command == "audit":
+        from wardgate.telemetry.audit import audit_commands
+
+        return audit_commands.run(args)
     return None
 
 

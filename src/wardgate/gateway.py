@@ -38,6 +38,7 @@ from wardgate.routing.sealed import SealKeys, SessionSealer, load_keys
 from wardgate.routing.sessions import SessionStore
 from wardgate.secrets import EnvSource, SecretSource, resolve_secrets
 from wardgate.telemetry.events import EventBus, EventSink
+from wardgate.telemetry.setup import Telemetry
 from wardgate.telemetry.sinks import JsonLinesSink
 from wardgate.upstream.http import HttpUpstream
 from wardgate.upstream.runners import build_sandbox
@@ -134,7 +135,8 @@ class Gateway:
                     )
         if sinks is None:
             sinks = [JsonLinesSink()] if config.log.events else []
-        self.events = EventBus(sinks)
+        self.telemetry = Telemetry(config.telemetry, config.routes)
+        self.events = EventBus([*sinks, *self.telemetry.sinks])
         self.sessions = SessionStore(
             idle_timeout=config.server.session_idle_seconds,
             max_sessions=config.server.max_sessions,
@@ -168,7 +170,8 @@ class Gateway:
             ]
             # The design's order: authorize (policy, scopes, tool access), then the
             # content guards (redact · output · integrity · validate), then limits.
-            guards: list[Guard] = self.guards.authorize(name, rc)
+            guards: list[Guard] = [*self.telemetry.first_guards()]
+            guards.extend(self.guards.authorize(name, rc))
             if rc.auth != RouteAuthConfig():
                 if self.auth is None:
                     raise ConfigError(f"routes.{name}.auth: needs an [auth] section")
@@ -180,6 +183,7 @@ class Gateway:
                 # Limit last: only a call that may run spends a token, a slot or budget.
                 guards.extend(self.limits.guards_for(name))
             guards.extend((extra_guards or {}).get(name, ()))
+            guards.extend(self.telemetry.last_guards())
             kind = FederatedRoute if len(members) > 1 else Route
             self.routes[name] = kind(
                 name,
@@ -221,8 +225,10 @@ class Gateway:
             self.jwe,
             cors=CorsPolicy(server.cors_origins),
         )
+        self.telemetry.attach(self)
 
     async def start(self) -> None:
+        await self.telemetry.start()
         # The policy first: a policy that does not load never starts the gateway.
         await self.guards.start()
         await self.sessions.start()
@@ -245,6 +251,7 @@ class Gateway:
                 log.exception("closing upstream %s failed", upstream.name)
         if self.limits is not None:
             await self.limits.aclose()
+        await self.telemetry.aclose()
 
 
 def _sealer(config: SealedSessionsConfig | None) -> SessionSealer | None:

@@ -29,6 +29,7 @@ from wardgate.config.sandbox import (
     check_egress,
     check_host_path,
 )
+from wardgate.config.telemetry import TelemetryConfig
 from wardgate.upstream.profile import forbidden_env_name
 
 __all__ = [
@@ -312,6 +313,8 @@ class GatewayConfig(_Strict):
     #: Authorization as code; without it the routes' tool lists govern.
     policy: PolicyConfig | None = None
     content: ContentConfig = ContentConfig()
+    #: Audit trail, traces, metrics and health; off unless present.
+    telemetry: TelemetryConfig = TelemetryConfig()
     sandbox: SandboxSettings = SandboxSettings()
 
     @model_validator(mode="after")

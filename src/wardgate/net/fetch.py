@@ -201,6 +201,18 @@ class SafeFetcher:
         Raises:
             FetchRefused: refused by policy, network failure, timeout, or a non-2xx answer.
         """
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        return await self.post_bytes(url, json.dumps(body).encode(), headers=sent)
+
+    async def post_bytes(
+        self, url: str, data: bytes, *, headers: Mapping[str, str] | None = None
+    ) -> int:
+        """POST ``data`` as given (NDJSON, a JSON array, …) under the same policy; any 2xx
+        is success. Returns the status.
+
+        Raises:
+            FetchRefused: refused by policy, network failure, timeout, or a non-2xx answer.
+        """
         self.check_url(url)
         if self._session is None:
             await self.start()
@@ -211,8 +223,8 @@ class SafeFetcher:
                 url,
                 allow_redirects=False,
                 timeout=timeout,
-                headers={"Content-Type": "application/json", **(headers or {})},
-                data=json.dumps(body),
+                headers=dict(headers or {}),
+                data=data,
             ) as resp:
                 await resp.content.read(self._policy.max_bytes)
                 if not 200 <= resp.status < 300:

@@ -1,0 +1,161 @@
+"""What telemetry costs, measured in one process.
+
+* per-call overhead of tracing + metrics: the same calls through a route's guard
+  pipeline (admit, one reply message, end, the call.ended event) with telemetry off and
+  on; the spans are exported over OTLP/HTTP by the official SDK exporter to a receiver
+  on loopback (a thread of this process that answers 200), so the export thread competes
+  for the CPU as it would in the gateway. Target (issue 11): at most 0.1 ms p50 added.
+* audit sink throughput: call.ended events emitted as fast as one thread can, and the
+  time until the writer thread has chained, written and sealed them all.
+* detector check cost: one ``Ueba.observe`` with every detector on, memory state.
+  Target: at most 20 µs.
+
+Run: ``.venv/bin/python bench/telemetry.py [--calls N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from wardgate.config.telemetry import TracingConfig, UebaConfig
+from wardgate.core.context import CallContext
+from wardgate.core.pipeline import Pipeline
+from wardgate.identity.principal import Principal
+from wardgate.state import MemoryStateStore
+from wardgate.telemetry.audit import AuditSink
+from wardgate.telemetry.events import CallEnded, EventBus
+from wardgate.telemetry.metrics import Metrics, ToolListGuard
+from wardgate.telemetry.tracing import Tracing
+from wardgate.telemetry.ueba import Observation, StaticGeo, Ueba
+from wardgate.wire.jsonrpc import Message
+
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _Allow:
+    name = "allow"
+    methods = None
+    fail_open = False
+
+    async def on_request(self, call: Any, message: Message) -> Message:
+        return message
+
+
+REQUEST = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo"}}
+RESPONSE = Message({"jsonrpc": "2.0", "id": 1, "result": {"content": []}}, "response")
+PRINCIPAL = Principal(subject="alice", method="jwt", tenant="acme")
+
+
+async def _per_call(pipeline: Pipeline, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        ctx = CallContext("r", principal=PRINCIPAL, target="echo", upstream="u")
+        call = pipeline.call(ctx, Message(REQUEST, "request"))
+        await pipeline.admit(call)
+        await call.message(RESPONSE)
+        await call.end(200)
+        out.append((time.perf_counter_ns() - t0) / 1000)
+        if i % 256 == 0:
+            await asyncio.sleep(0)  # let the loop breathe as a server's would
+    return out
+
+
+def _p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1]
+
+
+async def bench_tracing(n: int) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    off = Pipeline([_Allow()], events=EventBus())
+    tracing = Tracing(TracingConfig(endpoint=endpoint))
+    metrics = Metrics(["r"])
+    metrics.learn_tools(["echo"])
+    first, last = tracing.guards()
+    on = Pipeline(
+        [first, _Allow(), ToolListGuard(metrics), last], events=EventBus([metrics, tracing])
+    )
+    await _per_call(off, 2000)
+    await _per_call(on, 2000)
+    rounds: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(5):  # interleaved, so drift hits both alike
+        rounds["off"] += await _per_call(off, n // 5)
+        rounds["on"] += await _per_call(on, n // 5)
+    await asyncio.to_thread(tracing.shutdown)
+    server.shutdown()
+    p50_off, p50_on = _p(rounds["off"], 50), _p(rounds["on"], 50)
+    print(f"per call, telemetry off: p50 {p50_off:.1f} µs  p99 {_p(rounds['off'], 99):.1f} µs")
+    print(f"per call, tracing+metrics on (OTLP/HTTP export): p50 {p50_on:.1f} µs  "
+          f"p99 {_p(rounds['on'], 99):.1f} µs")  # fmt: skip
+    print(f"  added p50: {p50_on - p50_off:.1f} µs (target <= 100 µs); "
+          f"spans exported {tracing.processor.exported}, dropped {tracing.dropped}")  # fmt: skip
+
+
+def bench_audit(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = AuditSink(Path(tmp) / "audit.jsonl", Ed25519PrivateKey.generate(), queue_size=n + 1)
+        sink.start()
+        event = CallEnded(
+            "0123456789abcdef", "r", "tools/call", "echo", "u", "alice", "acme", "http",
+            "modern", None, "ok", None, 200, 1.234, 120, 340, 1,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        for _ in range(n):
+            sink.emit(event)
+        t_emit = time.perf_counter() - t0
+        sink.close(timeout=120)
+        t_all = time.perf_counter() - t0
+        rate = n / t_all
+        emit_us = t_emit / n * 1e6
+        print(f"audit: {n} events, emit {emit_us:.2f} µs each on the call path; "
+              f"written, chained and sealed at {rate:,.0f}/s; dropped {sink.dropped}")  # fmt: skip
+
+
+async def bench_ueba(n: int) -> None:
+    geo = StaticGeo({"198.51.100.1": ("US", "AS1"), "203.0.113.1": ("DE", "AS2")})
+    ueba = Ueba(UebaConfig(geoip="none"), MemoryStateStore(), geo)
+    tools = [f"tool{i}" for i in range(4)]
+    times = []
+    for i in range(n):
+        obs = Observation(1000.0 + i * 0.5, f"user{i % 50}", "acme", "198.51.100.1",
+                          f"tok{i % 50}", tools[i % 4])  # fmt: skip
+        t0 = time.perf_counter_ns()
+        await ueba.observe(obs)
+        times.append((time.perf_counter_ns() - t0) / 1000)
+    print(f"detector check (all five, memory store): p50 {_p(times, 50):.1f} µs  "
+          f"p99 {_p(times, 99):.1f} µs (target <= 20 µs)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=20_000)
+    args = parser.parse_args()
+    asyncio.run(bench_tracing(args.calls))
+    bench_audit(args.calls * 5)
+    asyncio.run(bench_ueba(args.calls))
+
+
+if __name__ == "__main__":
+    main()

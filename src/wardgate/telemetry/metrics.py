@@ -1,0 +1,214 @@
+"""Prometheus metrics from the event stream, with every label bounded.
+
+Labels come only from bounded sets: routes and guards from the config, MCP methods
+from the protocol's own list, error codes from Wardgate's (an upstream's JSON-RPC code
+is ``jsonrpc``), tool names from what upstreams listed in ``tools/list`` replies (at
+most ``max_tools``; past that, and for any name never listed, ``other``). A client
+cannot grow the registry by calling made-up methods or tools.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from wardgate.policy.decision_log import PolicyDecided
+from wardgate.telemetry.events import (
+    AuthFailed,
+    CallEnded,
+    GatewayEvent,
+    GuardDecision,
+    SessionClosed,
+    SessionOpened,
+    UpstreamResult,
+)
+
+if TYPE_CHECKING:
+    from wardgate.core.call import Call
+    from wardgate.wire.jsonrpc import Message
+
+__all__ = ["Metrics", "ToolListGuard"]
+
+OTHER = "other"
+_MCP_METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+        "server/discover",
+        "wardgate/listen",
+    }
+)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+def _method(method: str | None) -> str:
+    return method if method in _MCP_METHODS else OTHER
+
+
+def _code(code: str | None) -> str:
+    if code is None:
+        return ""
+    # Our codes are a fixed set; an upstream's JSON-RPC code is its own, so one bucket.
+    return code if code.startswith("wardgate.") and len(code) <= 64 else "jsonrpc"
+
+
+class _Dropped(Collector):
+    def __init__(self, sources: Mapping[str, Callable[[], int]]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "wardgate_telemetry_dropped", "Telemetry records dropped, by sink", labels=["sink"]
+        )
+        for name, read in self._sources.items():
+            family.add_metric([name], float(read()))
+        yield family
+
+
+class Metrics:
+    """The gateway's metrics; an event sink, plus :class:`ToolListGuard` for tool names.
+
+    ``routes`` and ``guards`` are the configured names (anything else is ``other``).
+    """
+
+    def __init__(
+        self,
+        routes: Iterable[str],
+        *,
+        max_tools: int = 200,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._routes = frozenset(routes)
+        self._max_tools = max_tools
+        self._tools: set[str] = set()
+        self._lock = threading.Lock()
+        self._guards: set[str] = set()
+        self._dropped_sources: dict[str, Callable[[], int]] = {}
+        r = self.registry
+        self.calls = Counter(
+            "wardgate_calls", "Calls by outcome", ["route", "method", "status"], registry=r
+        )
+        self.denials = Counter(
+            "wardgate_denials", "Denials by guard and code", ["route", "guard", "code"], registry=r
+        )
+        self.latency = Histogram(
+            "wardgate_call_duration_seconds",
+            "Call latency",
+            ["route", "method", "tool"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "wardgate_upstream_errors",
+            "Upstream failures",
+            ["route", "upstream", "status"],
+            registry=r,
+        )
+        self.sessions = Gauge("wardgate_sessions", "Open sessions", ["route"], registry=r)
+        self.auth_failures = Counter(
+            "wardgate_auth_failures", "Failed authentications", ["route", "cause"], registry=r
+        )
+        self.policy = Counter(
+            "wardgate_policy_decisions",
+            "Policy decisions",
+            ["route", "engine", "allowed"],
+            registry=r,
+        )
+        self.registry.register(_Dropped(self._dropped_sources))
+        self._upstreams: set[str] = set()
+
+    # -- bounds ---------------------------------------------------------------------
+
+    def known_guards(self, names: Iterable[str]) -> None:
+        self._guards.update(names)
+
+    def known_upstreams(self, names: Iterable[str]) -> None:
+        self._upstreams.update(names)
+
+    def count_dropped(self, sink: str, read: Callable[[], int]) -> None:
+        """Report ``read()`` as the drop count of ``sink`` at every scrape."""
+        self._dropped_sources[sink] = read
+
+    def learn_tools(self, names: Iterable[str]) -> None:
+        with self._lock:
+            for name in names:
+                if len(self._tools) >= self._max_tools:
+                    return
+                if isinstance(name, str) and len(name) <= 128:
+                    self._tools.add(name)
+
+    def _route(self, route: str | None) -> str:
+        return route if route in self._routes else OTHER
+
+    def _tool(self, method: str | None, target: str | None) -> str:
+        if method != "tools/call":
+            return ""
+        return target if target in self._tools else OTHER
+
+    # -- the sink ---------------------------------------------------------------------
+
+    def emit(self, event: GatewayEvent) -> None:
+        route = self._route(event.route)
+        if isinstance(event, CallEnded):
+            method = _method(event.method)
+            self.calls.labels(route, method, event.status).inc()
+            self.latency.labels(route, method, self._tool(event.method, event.target)).observe(
+                event.latency_ms / 1000
+            )
+        elif isinstance(event, GuardDecision):
+            if not event.allowed:
+                guard = event.guard if event.guard in self._guards else OTHER
+                self.denials.labels(route, guard, _code(event.code)).inc()
+        elif isinstance(event, UpstreamResult):
+            upstream = event.upstream if event.upstream in self._upstreams else OTHER
+            self.upstream_errors.labels(route, upstream, event.status).inc()
+        elif isinstance(event, SessionOpened):
+            self.sessions.labels(route).inc()
+        elif isinstance(event, SessionClosed):
+            self.sessions.labels(route).dec()
+        elif isinstance(event, AuthFailed):
+            self.auth_failures.labels(route, _code(event.cause)).inc()
+        elif isinstance(event, PolicyDecided):
+            engine = event.engine if event.engine in ("cedar", "rego", "opa") else OTHER
+            self.policy.labels(route, engine, str(event.allowed).lower()).inc()
+
+
+class ToolListGuard:
+    """Reads tool names from ``tools/list`` replies, so the tool label knows them."""
+
+    name = "metrics-tools"
+    methods: frozenset[str] | None = frozenset({"tools/list"})
+    fail_open = True  # metrics must never deny
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def on_message(self, call: Call, message: Message) -> Message | None:
+        if message.kind == "response":
+            result: Any = message.raw.get("result")
+            tools = result.get("tools") if isinstance(result, dict) else None
+            if isinstance(tools, list):
+                names = [t.get("name") for t in tools if isinstance(t, dict)]
+                self._metrics.learn_tools(n for n in names if isinstance(n, str))
+        return message

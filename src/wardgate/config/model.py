@@ -201,7 +201,7 @@ class StdioUpstreamConfig(_UpstreamBase):
     #: Exact addresses the egress proxy may connect to although they are not public
     #: (a test site on loopback, a service in the VPC).
     egress_allow_addresses: tuple[str, ...] = ()
-    #: Secret files: NAME -> source reference (``env:VAR`` or ``file:KEY``).
+    #: Secret files: NAME -> source reference (``env:VAR``: the gateway's environment).
     secrets: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")], str] = Field(
         default_factory=dict
     )

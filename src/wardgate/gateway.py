@@ -121,6 +121,7 @@ class Gateway:
         # Embedders (tests) may pass runners by kind; otherwise each stdio upstream gets
         # its own runner, built from its config (docs/sandbox.md).
         boxes = dict(sandboxes or {"insecure-none": PlainProcessRunner()})
+        self.sandboxes = boxes
         if sandboxes is None:
             sources: dict[str, SecretSource] = {"env": EnvSource()}
             for name, up in config.upstreams.items():
@@ -249,6 +250,15 @@ class Gateway:
                 await upstream.aclose()
             except Exception:
                 log.exception("closing upstream %s failed", upstream.name)
+        # The runners after their servers: egress proxies and leftover sandbox state.
+        for name, box in self.sandboxes.items():
+            closer = getattr(box, "aclose", None)
+            if closer is None:
+                continue
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing sandbox runner %s failed", name)
         if self.limits is not None:
             await self.limits.aclose()
         await self.telemetry.aclose()

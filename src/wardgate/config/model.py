@@ -22,7 +22,7 @@ from wardgate.config._base import StrictModel as _Strict
 from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, TlsConfig
 from wardgate.config.limits import LimitsConfig, RedisConfig
 from wardgate.config.policy_content import ContentConfig, ContentRouteConfig, PolicyConfig
-from wardgate.config.sandbox import (
+from wardgate.config.sandboxing import (
     SandboxKind,
     SandboxLimits,
     SandboxSettings,

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from wardgate.config.model import StdioUpstreamConfig
-from wardgate.config.sandbox import SandboxSettings
+from wardgate.config.sandboxing import SandboxSettings
 from wardgate.errors import ConfigError
 from wardgate.net.egress import EgressProxy, EgressRules
 from wardgate.telemetry.events import GatewayEvent

@@ -18,9 +18,15 @@ import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from wardgate.errors import ConfigError
+from wardgate.net.egress import EgressProxy
 from wardgate.upstream._cgroup import Cgroup
 from wardgate.upstream._process import exited
+
+if TYPE_CHECKING:
+    from wardgate.upstream.profile import SandboxProfile
 
 __all__ = ["SECRETS_DIR", "Box", "default_root", "sweep"]
 
@@ -145,3 +151,38 @@ class Box:
                 await asyncio.shield(self.close())
 
         return asyncio.get_running_loop().create_task(watcher(), name=f"sandbox {self.name}")
+
+
+class RunnerBase:
+    """What both sandbox runners hold: their program, the profile, the state root swept
+    of what dead gateways left, the egress proxy, and the clean-up tasks in flight."""
+
+    name = "sandbox"
+    #: The runner's program on the host (``bwrap``, ``runsc``).
+    program = ""
+
+    def __init__(
+        self,
+        profile: SandboxProfile,
+        *,
+        root: Path | None = None,
+        egress: EgressProxy | None = None,
+    ) -> None:
+        """Raises:
+        ConfigError: the runner's program is not installed.
+        """
+        found = shutil.which(self.program)
+        if found is None:
+            raise ConfigError(f"sandbox {self.name!r}: {self.program} is not installed")
+        self._program = found
+        self.profile = profile
+        self._root = root or default_root()
+        self._egress = egress
+        self._tasks: set[asyncio.Task[None]] = set()
+        sweep(self._root)
+
+    async def aclose(self) -> None:
+        """Wait for the clean-up of sandboxes already stopped; stop the egress proxy."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._egress is not None:
+            await self._egress.aclose()

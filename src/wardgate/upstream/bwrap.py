@@ -13,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from wardgate.errors import ConfigError
-from wardgate.net.egress import EgressProxy
-from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
+from wardgate.upstream._box import SECRETS_DIR, Box, RunnerBase
 from wardgate.upstream._cgroup import Cgroup, rlimit_preexec
 from wardgate.upstream._preexec import chain
 from wardgate.upstream._seccomp import filter_bytes
@@ -99,36 +96,11 @@ def _seccomp_fd(directory: Path) -> int | None:
     return os.open(path, os.O_RDONLY)
 
 
-class BubblewrapRunner:
+class BubblewrapRunner(RunnerBase):
     """A :class:`~wardgate.upstream.sandbox.Sandbox` running servers under ``bwrap``."""
 
+    program = "bwrap"
     name = "bubblewrap"
-
-    def __init__(
-        self,
-        profile: SandboxProfile,
-        *,
-        root: Path | None = None,
-        egress: EgressProxy | None = None,
-    ) -> None:
-        """Raises:
-        ConfigError: ``bwrap`` is not installed.
-        """
-        found = shutil.which("bwrap")
-        if found is None:
-            raise ConfigError("sandbox 'bubblewrap': bwrap is not installed")
-        self._bwrap = found
-        self.profile = profile
-        self._root = root or default_root()
-        self._egress = egress
-        self._tasks: set[asyncio.Task[None]] = set()
-        sweep(self._root)
-
-    async def aclose(self) -> None:
-        """Wait for the clean-up of sandboxes already stopped; stop the egress proxy."""
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._egress is not None:
-            await self._egress.aclose()
 
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
@@ -163,7 +135,7 @@ class BubblewrapRunner:
 
             preexec = chain(options.pop("preexec_fn", None), keep, limits)
             command = bwrap_argv(
-                self._bwrap, profile, [program, *argv[1:]], cwd, secret_paths, seccomp_fd
+                self._program, profile, [program, *argv[1:]], cwd, secret_paths, seccomp_fd
             )
             proc = await asyncio.create_subprocess_exec(
                 *command,

@@ -14,15 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wardgate.errors import ConfigError
-from wardgate.net.egress import EgressProxy
-from wardgate.upstream._box import SECRETS_DIR, Box, default_root, sweep
+from wardgate.upstream._box import SECRETS_DIR, Box, RunnerBase
 from wardgate.upstream._preexec import chain, die_with_parent
 from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
@@ -102,41 +99,16 @@ def oci_config(
     }
 
 
-class GVisorRunner:
+class GVisorRunner(RunnerBase):
     """A :class:`~wardgate.upstream.sandbox.Sandbox` running servers under ``runsc``."""
 
+    program = "runsc"
     name = "gvisor"
-
-    def __init__(
-        self,
-        profile: SandboxProfile,
-        *,
-        root: Path | None = None,
-        egress: EgressProxy | None = None,
-    ) -> None:
-        """Raises:
-        ConfigError: ``runsc`` is not installed.
-        """
-        found = shutil.which("runsc")
-        if found is None:
-            raise ConfigError("sandbox 'gvisor': runsc is not installed")
-        self._runsc = found
-        self.profile = profile
-        self._root = root or default_root()
-        self._egress = egress
-        self._tasks: set[asyncio.Task[None]] = set()
-        sweep(self._root)
 
     @staticmethod
     def supports(profile: SandboxProfile) -> bool:
         """Every profile (egress through ``--host-uds=open`` and the forwarder)."""
         return True
-
-    async def aclose(self) -> None:
-        """Wait for the clean-up of sandboxes already stopped; stop the egress proxy."""
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._egress is not None:
-            await self._egress.aclose()
 
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
@@ -162,7 +134,7 @@ class GVisorRunner:
             (box.dir / "config.json").write_text(json.dumps(config))
             options = spawn_options()
             command = [
-                self._runsc,
+                self._program,
                 "--root",
                 str(state),
                 "--network=none",
@@ -193,7 +165,7 @@ class GVisorRunner:
         async def delete() -> None:
             # Whatever of the sandbox outlived ``runsc run`` (a kill of the group).
             done = await asyncio.create_subprocess_exec(
-                self._runsc,
+                self._program,
                 "--root",
                 str(state),
                 "delete",

@@ -11,8 +11,7 @@ import itertools
 import secrets
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from redis.asyncio import Redis
 
 from support.servers import free_port, spawn_http_server
 from wardgate.routing.sealed import SealKeys, SessionSealer
@@ -66,19 +64,6 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"wardgate-fleet-test:{uuid.uuid4().hex}:"
-    yield prefix
-    raw = Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in raw.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await raw.delete(*keys)
-    finally:
-        await raw.aclose()
 
 
 def _key() -> tuple[bytes, str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,25 +21,11 @@ from auth._support import (
     jwks_server,
     legacy_message,
 )
-from redis.asyncio import Redis
 
 from support.servers import run_gateway
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 ROUTE = "demo"
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"wardgate-fleet-test:{uuid.uuid4().hex}:"
-    yield prefix
-    raw = Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in raw.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await raw.delete(*keys)
-    finally:
-        await raw.aclose()
 
 
 def _headers(issuer: LocalIssuer, sub: str, sid: str | None) -> dict[str, str]:

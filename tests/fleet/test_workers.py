@@ -7,14 +7,11 @@ import asyncio
 import os
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 from listener._gateway import http_exchange, mcp_request
-from redis.asyncio import Redis
 
 from support.servers import free_port
 from wardgate.config.model import GatewayConfig
@@ -22,20 +19,7 @@ from wardgate.edge.workers import check_workers
 from wardgate.errors import ConfigError
 from wardgate.upstream.reaper import proc_table
 
-from ._fleet import REDIS_URL, procs_sections, run_cli, served, write_config
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    prefix = f"wardgate-fleet-test:{uuid.uuid4().hex}:"
-    yield prefix
-    raw = Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in raw.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await raw.delete(*keys)
-    finally:
-        await raw.aclose()
+from ._fleet import procs_sections, run_cli, served, write_config
 
 
 async def _pid_of_worker_child(port: int) -> int:

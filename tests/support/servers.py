@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
+import orjson
 import uvicorn
 
 from wardgate.config.model import GatewayConfig
@@ -127,3 +128,24 @@ def spawn_http_server(
 def demo_server_argv(port: int | None = None) -> list[str]:
     argv = [sys.executable, "-m", "wardgate.demo.server"]
     return [*argv, "--http", str(port)] if port is not None else argv
+
+
+def answering_app(result: dict[str, Any]) -> Any:
+    """A minimal HTTP MCP upstream (ASGI) that answers every request with ``result``."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = orjson.loads(body)
+        answer = {"jsonrpc": "2.0", "id": request["id"], "result": result}
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+
+    return app

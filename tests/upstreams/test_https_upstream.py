@@ -4,29 +4,13 @@ CA file it works; with the system store (which does not know that CA) it is refu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import orjson
 import trustme
 
 from support.http import modern_body, modern_headers, post
-from support.servers import run_gateway, serve_app
+from support.servers import answering_app, run_gateway, serve_app
 
-
-async def _upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    request = orjson.loads(body)
-    answer = {"jsonrpc": "2.0", "id": request["id"], "result": {"content": [], "tls": True}}
-    headers = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+_upstream = answering_app({"content": [], "tls": True})
 
 
 async def test_https_upstream_with_a_private_ca(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support.http import modern_body, modern_headers, post
-from support.servers import run_gateway, serve_app
+from support.servers import answering_app, run_gateway, serve_app
 from wardgate.errors import ParseError, ProtocolError
 from wardgate.wire.jsonrpc import loads_bounded, parse_message
 
@@ -67,20 +67,7 @@ def test_the_limit_matches_the_real_depth(value: Any, limit: int) -> None:
             loads_bounded(data, limit)
 
 
-async def _upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    request = orjson.loads(body)
-    answer = {"jsonrpc": "2.0", "id": request["id"], "result": {"content": [], "ok": True}}
-    headers = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+_upstream = answering_app({"content": [], "ok": True})
 
 
 def _deep_request(depth: int) -> bytes:

@@ -31,6 +31,7 @@ from wardgate.config.sandboxing import (
 )
 from wardgate.config.telemetry import TelemetryConfig
 from wardgate.upstream.profile import forbidden_env_name
+from wardgate.upstream.tcp_egress import plan_tcp_forwards
 
 __all__ = [
     "ConfigFault",
@@ -198,6 +199,9 @@ class StdioUpstreamConfig(_UpstreamBase):
     sandbox_limits: SandboxLimits = SandboxLimits()
     #: ``host:port`` pairs the server may reach, through the gateway's egress proxy.
     egress: tuple[str, ...] = ()
+    #: ``host:port`` pairs the server may reach by raw TCP (a database driver), each
+    #: through a loopback listener in the sandbox and the same proxy checks.
+    egress_tcp: tuple[str, ...] = ()
     #: Exact addresses the egress proxy may connect to although they are not public
     #: (a test site on loopback, a service in the VPC).
     egress_allow_addresses: tuple[str, ...] = ()
@@ -227,6 +231,13 @@ class StdioUpstreamConfig(_UpstreamBase):
     @classmethod
     def _egress(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_egress(v) for v in value)
+
+    @field_validator("egress_tcp")
+    @classmethod
+    def _egress_tcp(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        pairs = tuple(check_egress(v) for v in value)
+        plan_tcp_forwards(pairs)  # raises ValueError for the forwarder's own port
+        return pairs
 
     @field_validator("egress_allow_addresses")
     @classmethod
@@ -367,7 +378,7 @@ def _check_sandbox(name: str, config: StdioUpstreamConfig, settings: SandboxSett
             check_host_path(path, settings.allowed_host_paths)
         except ValueError as exc:
             raise ConfigFault(("upstreams", name, "read_only_paths", index), str(exc)) from None
-    if config.sandbox == "insecure-none" and (config.egress or config.secrets):
+    if config.sandbox == "insecure-none" and (config.egress or config.egress_tcp or config.secrets):
         raise ConfigFault(
             ("upstreams", name, "sandbox"),
             "egress and secrets need a sandbox (an unsandboxed process reaches everything)",

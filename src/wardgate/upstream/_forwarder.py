@@ -64,9 +64,13 @@ async def _relay(
     except OSError:
         writer.close()
         return
-    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-    writer.close()
-    up_writer.close()
+    try:
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+    except asyncio.CancelledError:
+        pass  # the server exited: the forwarder is going away with its connections
+    finally:
+        writer.close()
+        up_writer.close()
 
 
 def _listener(

@@ -66,14 +66,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_guard_commands(sub: Any) -> None:
-    """``policy …``, ``pins …``, ``scan-tools``, ``breaker …`` and ``audit …``: the
-    operators' tools of the guards."""
+    """``policy …``, ``pins …``, ``scan-tools``, ``breaker …``, ``audit …`` and
+    ``secrets …``: the operators' tools of the guards and the secrets file."""
     from wardgate.content import tool_commands as content_cli
     from wardgate.limits import breaker_commands
     from wardgate.policy import commands as policy_cli
+    from wardgate.secrets import secret_commands
     from wardgate.telemetry.audit import audit_commands
 
     policy_cli.add_parser(sub)
+    secret_commands.add_parser(sub)
     content_cli.add_parsers(sub)
     breaker_commands.add_parser(sub)
     audit_commands.add_parser(sub)
@@ -102,6 +104,10 @@ def _run_guard_command(args: argparse.Namespace) -> int | None:
         from wardgate.telemetry.audit import audit_commands
 
         return audit_commands.run(args)
+    if args.command == "secrets":
+        from wardgate.secrets import secret_commands
+
+        return secret_commands.run(args)
     return None
 
 

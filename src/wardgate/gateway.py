@@ -37,6 +37,7 @@ from wardgate.routing.route import Member, Route
 from wardgate.routing.sealed import SealKeys, SessionSealer, load_keys
 from wardgate.routing.sessions import SessionStore
 from wardgate.secrets import EnvSource, SecretSource, resolve_secrets
+from wardgate.secrets.encrypted_file import open_file_source
 from wardgate.telemetry.events import EventBus, EventSink
 from wardgate.telemetry.setup import Telemetry
 from wardgate.telemetry.sinks import JsonLinesSink
@@ -124,6 +125,8 @@ class Gateway:
         self.sandboxes = boxes
         if sandboxes is None:
             sources: dict[str, SecretSource] = {"env": EnvSource()}
+            if config.secrets.file is not None:
+                sources["file"] = open_file_source(config.secrets)
             for name, up in config.upstreams.items():
                 if isinstance(up, StdioUpstreamConfig):
                     boxes[f"upstream:{name}"] = build_sandbox(

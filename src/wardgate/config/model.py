@@ -29,8 +29,10 @@ from wardgate.config.sandboxing import (
     check_egress,
     check_host_path,
 )
+from wardgate.config.secret_store import SecretsSettings
 from wardgate.config.telemetry import TelemetryConfig
 from wardgate.upstream.profile import forbidden_env_name
+from wardgate.upstream.tcp_egress import plan_tcp_forwards
 
 __all__ = [
     "ConfigFault",
@@ -198,10 +200,14 @@ class StdioUpstreamConfig(_UpstreamBase):
     sandbox_limits: SandboxLimits = SandboxLimits()
     #: ``host:port`` pairs the server may reach, through the gateway's egress proxy.
     egress: tuple[str, ...] = ()
+    #: ``host:port`` pairs the server may reach by raw TCP (a database driver), each
+    #: through a loopback listener in the sandbox and the same proxy checks.
+    egress_tcp: tuple[str, ...] = ()
     #: Exact addresses the egress proxy may connect to although they are not public
     #: (a test site on loopback, a service in the VPC).
     egress_allow_addresses: tuple[str, ...] = ()
-    #: Secret files: NAME -> source reference (``env:VAR``: the gateway's environment).
+    #: Secret files: NAME -> source reference (``env:VAR``: the gateway's environment;
+    #: ``file:NAME``: the ``[secrets]`` encrypted file).
     secrets: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")], str] = Field(
         default_factory=dict
     )
@@ -227,6 +233,13 @@ class StdioUpstreamConfig(_UpstreamBase):
     @classmethod
     def _egress(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_egress(v) for v in value)
+
+    @field_validator("egress_tcp")
+    @classmethod
+    def _egress_tcp(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        pairs = tuple(check_egress(v) for v in value)
+        plan_tcp_forwards(pairs)  # raises ValueError for the forwarder's own port
+        return pairs
 
     @field_validator("egress_allow_addresses")
     @classmethod
@@ -316,6 +329,8 @@ class GatewayConfig(_Strict):
     #: Audit trail, traces, metrics and health; off unless present.
     telemetry: TelemetryConfig = TelemetryConfig()
     sandbox: SandboxSettings = SandboxSettings()
+    #: The encrypted file ``file:NAME`` secrets come from.
+    secrets: SecretsSettings = SecretsSettings()
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -337,6 +352,7 @@ class GatewayConfig(_Strict):
             if isinstance(upstream, StdioUpstreamConfig):
                 _check_command(name, upstream)
                 _check_sandbox(name, upstream, self.sandbox)
+                _check_secret_refs(name, upstream, self.secrets)
         if self.limits is not None:
             for unknown in sorted(set(self.limits.routes) - set(self.routes)):
                 raise ConfigFault(("limits", "routes", unknown), "names no route")
@@ -367,11 +383,19 @@ def _check_sandbox(name: str, config: StdioUpstreamConfig, settings: SandboxSett
             check_host_path(path, settings.allowed_host_paths)
         except ValueError as exc:
             raise ConfigFault(("upstreams", name, "read_only_paths", index), str(exc)) from None
-    if config.sandbox == "insecure-none" and (config.egress or config.secrets):
+    if config.sandbox == "insecure-none" and (config.egress or config.egress_tcp or config.secrets):
         raise ConfigFault(
             ("upstreams", name, "sandbox"),
             "egress and secrets need a sandbox (an unsandboxed process reaches everything)",
         )
+
+
+def _check_secret_refs(name: str, config: StdioUpstreamConfig, settings: SecretsSettings) -> None:
+    for secret, ref in config.secrets.items():
+        try:
+            settings.check_ref(ref)
+        except ValueError as exc:
+            raise ConfigFault(("upstreams", name, "secrets", secret), str(exc)) from None
 
 
 def _check_route(name: str, route: RouteConfig, config: GatewayConfig) -> None:

@@ -23,8 +23,16 @@ from wardgate.upstream._preexec import chain
 from wardgate.upstream._seccomp import filter_bytes
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
 from wardgate.upstream.spawn import spawn_options
+from wardgate.upstream.tcp_egress import write_etc
 
-__all__ = ["EGRESS_SOCKET", "FORWARDER", "FORWARDER_IN", "BubblewrapRunner", "bwrap_argv"]
+__all__ = [
+    "EGRESS_SOCKET",
+    "FORWARDER",
+    "FORWARDER_IN",
+    "BubblewrapRunner",
+    "bwrap_argv",
+    "forwarder_argv",
+]
 
 log = logging.getLogger("wardgate.sandbox")
 _LIMIT = 64 * 1024 * 1024
@@ -40,8 +48,11 @@ def bwrap_argv(
     cwd: str | None,
     secret_paths: Mapping[str, str],
     seccomp_fd: int | None = None,
+    etc_files: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The full ``bwrap`` command line for ``argv`` under ``profile``."""
+    """The full ``bwrap`` command line for ``argv`` under ``profile``; ``etc_files``
+    (sandbox path -> host path, from :func:`~wardgate.upstream.tcp_egress.write_etc`)
+    are bound read-only."""
     args = [
         bwrap,
         "--unshare-all",  # user, ipc, pid, net, uts, cgroup namespaces
@@ -78,12 +89,20 @@ def bwrap_argv(
     if profile.egress_socket is not None:
         args += ["--ro-bind", str(FORWARDER), FORWARDER_IN]
         args += ["--bind", profile.egress_socket, EGRESS_SOCKET]
+    for dest, source in (etc_files or {}).items():
+        args += ["--ro-bind", source, dest]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     args += ["--remount-ro", "/", "--chdir", cwd or "/tmp", "--"]  # noqa: S108
-    if profile.egress_socket is not None:
-        args += [sys.executable, "-I", "-S", FORWARDER_IN, EGRESS_SOCKET, "--"]
-    return args + list(argv)
+    return args + forwarder_argv(profile) + list(argv)
+
+
+def forwarder_argv(profile: SandboxProfile) -> list[str]:
+    """What runs the server under the in-sandbox forwarder (nothing without egress)."""
+    if profile.egress_socket is None:
+        return []
+    tcp = [arg for forward in profile.tcp_forwards for arg in ("--tcp", forward.spec)]
+    return [sys.executable, "-I", "-S", FORWARDER_IN, EGRESS_SOCKET, *tcp, "--"]
 
 
 def _seccomp_fd(directory: Path) -> int | None:
@@ -135,7 +154,13 @@ class BubblewrapRunner(RunnerBase):
 
             preexec = chain(options.pop("preexec_fn", None), keep, limits)
             command = bwrap_argv(
-                self._program, profile, [program, *argv[1:]], cwd, secret_paths, seccomp_fd
+                self._program,
+                profile,
+                [program, *argv[1:]],
+                cwd,
+                secret_paths,
+                seccomp_fd,
+                write_etc(box.dir, profile.tcp_forwards),
             )
             proc = await asyncio.create_subprocess_exec(
                 *command,

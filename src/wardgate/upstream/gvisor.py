@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from wardgate.upstream._box import SECRETS_DIR, Box, RunnerBase
 from wardgate.upstream._preexec import chain, die_with_parent
-from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN
+from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN, forwarder_argv
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
 from wardgate.upstream.spawn import spawn_options
+from wardgate.upstream.tcp_egress import write_etc
 
 __all__ = ["GVisorRunner", "oci_config"]
 
@@ -46,8 +46,10 @@ def oci_config(
     env: Mapping[str, str],
     cwd: str | None,
     secret_paths: Mapping[str, str],
+    etc_files: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The OCI runtime config (``config.json``) of one sandbox."""
+    """The OCI runtime config (``config.json``) of one sandbox; ``etc_files`` (sandbox
+    path -> host path) are bound read-only."""
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {
@@ -68,7 +70,8 @@ def oci_config(
         socket_mount = _bind(profile.egress_socket, EGRESS_SOCKET)
         socket_mount["options"] = ["rbind", "nosuid", "nodev"]  # connect() needs write
         mounts.append(socket_mount)
-        argv = [sys.executable, "-I", "-S", FORWARDER_IN, EGRESS_SOCKET, "--", *argv]
+        argv = [*forwarder_argv(profile), *argv]
+    mounts += [_bind(host, dest) for dest, host in (etc_files or {}).items()]
     return {
         "ociVersion": "1.0.0",
         "process": {
@@ -130,7 +133,10 @@ class GVisorRunner(RunnerBase):
             for name in secret_paths:
                 child_env[f"{name}_FILE"] = f"{SECRETS_DIR}/{name}"
             (box.dir / "rootfs").mkdir()
-            config = oci_config(profile, [program, *argv[1:]], child_env, cwd, secret_paths)
+            etc_files = write_etc(box.dir, profile.tcp_forwards)
+            config = oci_config(
+                profile, [program, *argv[1:]], child_env, cwd, secret_paths, etc_files
+            )
             (box.dir / "config.json").write_text(json.dumps(config))
             options = spawn_options()
             command = [

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wardgate.upstream.tcp_egress import TcpForward
+
 __all__ = [
     "FORBIDDEN_ENV",
     "SANDBOX_PATH",
@@ -61,6 +63,9 @@ class SandboxProfile:
     #: Secret name -> value; each becomes a 0400 file ``/run/secrets/NAME`` in the
     #: sandbox, named to the server by ``NAME_FILE`` (the value never is in the env).
     secrets: Mapping[str, bytes] = field(default_factory=dict)
+    #: Raw TCP pairs (``egress_tcp``) the forwarder listens for in the sandbox
+    #: (:mod:`wardgate.upstream.tcp_egress`); needs ``egress_socket``.
+    tcp_forwards: tuple[TcpForward, ...] = ()
 
 
 def sandbox_env(extra: Mapping[str, str], *, proxy: bool) -> dict[str, str]:

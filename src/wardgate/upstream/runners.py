@@ -19,6 +19,7 @@ from wardgate.upstream._box import default_root
 from wardgate.upstream.bwrap import BubblewrapRunner
 from wardgate.upstream.profile import SandboxProfile
 from wardgate.upstream.sandbox import PlainProcessRunner, Sandbox
+from wardgate.upstream.tcp_egress import plan_tcp_forwards
 
 __all__ = ["build_sandbox", "gvisor_works"]
 
@@ -61,12 +62,17 @@ def build_sandbox(
         return PlainProcessRunner()
     root = Path(settings.state_dir) if settings.state_dir else default_root()
     egress: EgressProxy | None = None
-    if config.egress:
-        rules = EgressRules.parse(config.egress, config.egress_allow_addresses)
+    if config.egress or config.egress_tcp:
+        # A TCP pair is a CONNECT the forwarder makes: one allow-list, the same checks.
+        rules = EgressRules.parse(config.egress + config.egress_tcp, config.egress_allow_addresses)
         # Named <pid>-...: the start-up sweep removes it once this gateway is gone.
         path = root / f"{os.getpid()}-egress-{name}" / "egress.sock"
         egress = EgressProxy(name, rules, path, emit)
-        log.info("upstream %s: egress only to %s", name, ", ".join(config.egress))
+        log.info(
+            "upstream %s: egress only to %s",
+            name,
+            ", ".join([*config.egress, *(f"tcp {p}" for p in config.egress_tcp)]),
+        )
     limits = config.sandbox_limits
     profile = SandboxProfile(
         upstream=name,
@@ -76,6 +82,7 @@ def build_sandbox(
         pids=limits.pids,
         egress_socket=egress.path if egress is not None else None,
         secrets=secrets or {},
+        tcp_forwards=plan_tcp_forwards(config.egress_tcp),
     )
     kind = config.sandbox
     if kind in ("auto", "gvisor"):

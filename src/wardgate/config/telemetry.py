@@ -11,7 +11,14 @@ from pydantic import Field, model_validator
 
 from wardgate.config._base import StrictModel as _Strict
 
-__all__ = ["AuditConfig", "SinkConfig", "TelemetryConfig", "TracingConfig", "UebaConfig"]
+__all__ = [
+    "AuditConfig",
+    "OtlpMetricsConfig",
+    "SinkConfig",
+    "TelemetryConfig",
+    "TracingConfig",
+    "UebaConfig",
+]
 
 #: Attribute keys replaced before export (fnmatch patterns, case-insensitive).
 DEFAULT_REDACT_KEYS = (
@@ -60,6 +67,21 @@ class TracingConfig(_Strict):
     export_timeout_seconds: float = Field(5.0, gt=0, le=300)
     schedule_delay_seconds: float = Field(1.0, gt=0, le=300)
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+    #: A gRPC endpoint without TLS (``http://`` endpoints are always plaintext).
+    insecure: bool = False
+
+
+class OtlpMetricsConfig(_Strict):
+    """The ``/metrics`` series, also pushed over OTLP at intervals (needs ``otel`` and
+    ``metrics``)."""
+
+    #: The full metrics URL for HTTP (``…/v1/metrics``); ``host:port`` or a URL for gRPC.
+    endpoint: str
+    protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+    service_name: str = "wardgate"
+    headers: dict[str, str] = Field(default_factory=dict)
+    interval_seconds: float = Field(15.0, gt=0, le=3600)
+    export_timeout_seconds: float = Field(5.0, gt=0, le=300)
     #: A gRPC endpoint without TLS (``http://`` endpoints are always plaintext).
     insecure: bool = False
 
@@ -150,6 +172,7 @@ class TelemetryConfig(_Strict):
 
     audit: AuditConfig | None = None
     tracing: TracingConfig | None = None
+    otlp_metrics: OtlpMetricsConfig | None = None
     sinks: tuple[SinkConfig, ...] = ()
     ueba: UebaConfig | None = None
     #: The metrics and health listener (``/metrics``, ``/healthz``, ``/readyz``).

@@ -165,6 +165,13 @@ class UebaConfig(_Strict):
     #: (0: alert only).
     block_seconds: float = Field(0.0, ge=0, le=86_400 * 30)
     block_on: tuple[UebaDetector, ...] = ("impossible_travel", "token_continents", "scripting")
+    #: After an alert of a ``revoke_on`` detector, end the call's session and refuse its
+    #: credential this long, on every replica sharing the store (0: off). The handshake
+    #: session (``Mcp-Session-Id``) is ended (its id answers 404 from then on; a sealed
+    #: id is revoked fleet-wide); the token (by hash) is refused with 401, so a stateless
+    #: client must authenticate again. The subject itself is not blocked (``block_*``).
+    revoke_seconds: float = Field(0.0, ge=0, le=86_400 * 30)
+    revoke_on: tuple[UebaDetector, ...] = ("impossible_travel", "token_continents")
 
 
 class TelemetryConfig(_Strict):

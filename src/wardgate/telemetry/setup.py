@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from wardgate.config.telemetry import TelemetryConfig
@@ -176,6 +176,8 @@ class Telemetry:
 
             old = self.ueba_guard.ueba
             self.ueba_guard.ueba = Ueba(old.config, limits.store, old._geo)
+        if self.ueba_guard is not None:
+            self.ueba_guard.end_session = _session_ender(gateway)
         # The policy engine: a policy set loaded (not the deny-all stand-in).
         runtime = getattr(getattr(gateway, "guards", None), "policy", None)
         if runtime is not None:
@@ -235,6 +237,21 @@ class Telemetry:
             await asyncio.to_thread(self.tracing.shutdown)
         if self.audit is not None:
             await asyncio.to_thread(self.audit.close)
+
+
+def _session_ender(gateway: Any) -> Callable[[str, str], Awaitable[None]]:
+    """Ends a session this replica holds, as a DELETE would: the sealed id revoked
+    fleet-wide first, then the session taken out of the table and closed upstream."""
+
+    async def end(route: str, session_id: str) -> None:
+        session = gateway.sessions.get(session_id)
+        owner = gateway.routes.get(route)
+        if session is None or owner is None or session.route != route:
+            return
+        await gateway.sessions.revoke(session)
+        await owner.end_session(session)
+
+    return end
 
 
 def _dropped_of(fwd: Forwarder) -> Callable[[], int]:

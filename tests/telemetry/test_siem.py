@@ -1,5 +1,6 @@
-"""SIEM forwarding: a real rsyslog receives RFC 5424 over TCP, TLS and UDP; an HTTP endpoint that goes
-down and comes back loses nothing (the disk spool); no value can forge a record."""
+"""SIEM forwarding: a real rsyslog receives RFC 5424 over TCP, TLS and UDP; an HTTP
+endpoint that goes down and comes back loses nothing (the disk spool); no value can forge
+a record."""
 
 from __future__ import annotations
 

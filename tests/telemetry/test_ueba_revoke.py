@@ -26,7 +26,8 @@ from auth._support import (
 from limits.conftest import redis_prefix  # noqa: F401 - a fixture
 
 from support.http import modern_body, modern_headers
-from support.servers import gateway_events, run_gateway
+from support.servers import free_port, gateway_events, run_gateway
+from telemetry.test_metrics import _get, _samples
 from wardgate.telemetry.ueba import UebaAlert
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -125,14 +126,25 @@ async def test_an_alert_ends_the_session_on_every_replica_and_no_one_elses(
     issuer = LocalIssuer.create("https://idp-local.example", "local")
     async with jwks_server({"/jwks": issuer.jwks}) as jwks:
         config = _config(issuer, jwks.base, demo_http_upstream, redis_prefix)
+        ops = free_port()
+        with_metrics = {**config, "telemetry": {**config["telemetry"], "metrics_port": ops}}
+
+        async def sessions_on_one() -> float:
+            status, body = await _get(f"http://127.0.0.1:{ops}/metrics")
+            assert status == 200
+            (held,) = [v for n, lb, v in _samples(body.decode()) if n == "wardgate_sessions"]
+            return held
+
         async with (
-            run_gateway(config) as (one, gw_one),
+            run_gateway(with_metrics) as (one, gw_one),
             run_gateway(config) as (two, _),
             aiohttp.ClientSession() as http,
         ):
             alice = _Client(http, issuer.mint(sub="alice"))
+            assert await sessions_on_one() == 0
             sid = await alice.open(one)
             assert sid.startswith("s")  # sealed: either replica serves it
+            assert await sessions_on_one() == 1
             answer = await alice.call(two, sid, "echo", {"text": "hi"})
             assert answer.status == 200 and "result" in answer.json, answer.raw
             # A second tool, on the other replica: the shared history sees two tools.
@@ -140,6 +152,7 @@ async def test_an_alert_ends_the_session_on_every_replica_and_no_one_elses(
             assert tripped.status == 404, tripped.raw
             (alert,) = gateway_events(gw_one).of(UebaAlert)
             assert alert.detector == "scripting" and alert.revoked_seconds == 600
+            assert await sessions_on_one() == 0  # ended here, not merely refused
             # Ended on both replicas (two still holds its copy from the first call).
             for base in (two, one):
                 answer = await alice.call(base, sid, "echo", {"text": "again"})

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -31,8 +31,6 @@ from wardgate.telemetry.events import (
     CallEnded,
     GatewayEvent,
     GuardDecision,
-    SessionClosed,
-    SessionOpened,
     UpstreamResult,
 )
 from wardgate.telemetry.ueba.detect import UebaAlert
@@ -139,6 +137,31 @@ class _Breakers(Collector):
         yield family
 
 
+class _Sessions(Collector):
+    def __init__(self, routes: frozenset[str]) -> None:
+        self.read: Callable[[], Mapping[str, int]] | None = None
+        self._routes = routes
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "wardgate_sessions", "Handshake sessions this replica holds, by route", labels=["route"]
+        )
+        counts: dict[str, int] = dict.fromkeys(sorted(self._routes), 0)
+        held: Mapping[str, int] = {}
+        for _ in range(8):  # the table may change under a collection on another thread
+            try:
+                held = self.read() if self.read is not None else {}
+                break
+            except RuntimeError:
+                continue
+        for route, n in held.items():
+            name = route if route in self._routes else OTHER
+            counts[name] = counts.get(name, 0) + n
+        for route, n in counts.items():
+            family.add_metric([route], float(n))
+        yield family
+
+
 class _Redactions(Collector):
     def __init__(self) -> None:
         self.sources: list[Callable[[], Mapping[str, int]]] = []
@@ -197,7 +220,6 @@ class Metrics:
             ["route", "upstream", "status"],
             registry=r,
         )
-        self.sessions = Gauge("wardgate_sessions", "Open sessions", ["route"], registry=r)
         self.auth_failures = Counter(
             "wardgate_auth_failures", "Failed authentications", ["route", "cause"], registry=r
         )
@@ -230,6 +252,8 @@ class Metrics:
         self.registry.register(self._breakers)
         self._redactions = _Redactions()
         self.registry.register(self._redactions)
+        self._sessions = _Sessions(self._routes)
+        self.registry.register(self._sessions)
         self._upstreams: set[str] = set()
         self._cost_tools: set[str] = set()
 
@@ -248,6 +272,11 @@ class Metrics:
     def count_dropped(self, sink: str, read: Callable[[], int]) -> None:
         """Report ``read()`` as the drop count of ``sink`` at every scrape."""
         self._dropped_sources[sink] = read
+
+    def count_sessions(self, read: Callable[[], Mapping[str, int]]) -> None:
+        """Report ``read()`` (sessions held, by route) as the sessions gauge at every
+        scrape: the table itself, so sweeps and shutdowns count without an event."""
+        self._sessions.read = read
 
     def count_redactions(self, read: Callable[[], Mapping[str, int]]) -> None:
         """Report ``read()`` (totals by kind since start; kinds from the configured
@@ -300,10 +329,6 @@ class Metrics:
         elif isinstance(event, UpstreamResult):
             upstream = event.upstream if event.upstream in self._upstreams else OTHER
             self.upstream_errors.labels(route, upstream, event.status).inc()
-        elif isinstance(event, SessionOpened):
-            self.sessions.labels(route).inc()
-        elif isinstance(event, SessionClosed):
-            self.sessions.labels(route).dec()
         elif isinstance(event, AuthFailed):
             self.auth_failures.labels(route, _code(event.cause)).inc()
         elif isinstance(event, PolicyDecided):

@@ -166,6 +166,9 @@ class Telemetry:
                     for name, t in tools.items()
                     if t.max_cost_usd is not None
                 )
+            sessions = getattr(gateway, "sessions", None)
+            if sessions is not None:
+                self.metrics.count_sessions(sessions.by_route)
             redactor = getattr(getattr(gateway, "guards", None), "redactor", None)
             if redactor is not None:
                 counts = redactor.counts

@@ -165,7 +165,11 @@ class Gateway:
             else None
         )
         self.guards = GuardAssembly(config)
-        self.limits = Limits(config.limits, self.events) if config.limits is not None else None
+        self.limits = (
+            Limits(config.limits, self.events, observer=self.telemetry.metrics)
+            if config.limits is not None
+            else None
+        )
         self.routes: dict[str, Route] = {}
         for name, rc in config.routes.items():
             members = [

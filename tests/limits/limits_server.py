@@ -1,7 +1,7 @@
 """A stdio MCP upstream for the limits tests (raw JSON-RPC, modern era), one thread per
 call so that slow calls overlap. Tools:
 
-- ``echo``: answers at once.
+- ``echo``: answers at once (with ``arguments.text`` when given).
 - ``query``: a costly tool; reports ``arguments.cost`` (if any) as its cost in
   ``result._meta["wardgate.dev/costUsd"]``.
 - ``slow``: answers after ``arguments.seconds``.
@@ -61,6 +61,8 @@ def handle(request: dict[str, object]) -> None:
         if name == "slow":
             time.sleep(float(args.get("seconds", 1)))
         result = text(f"{name} ok")
+        if name == "echo" and "text" in args:
+            result = text(str(args["text"]))
         if name == "query" and "cost" in args:
             result["_meta"] = {"wardgate.dev/costUsd": args["cost"]}
     elif method == "ping":

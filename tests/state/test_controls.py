@@ -154,6 +154,26 @@ async def test_documents_round_trip(store: StateStore) -> None:
     assert await store.doc_get("d") is None
 
 
+async def test_a_document_read_or_written_is_the_callers_own_copy(store: StateStore) -> None:
+    """No caller changes what another reads, flat or nested (memory copies flat documents
+    shallowly, their values being immutable; Redis sends JSON)."""
+    flat = {"v": "1000.0 US", "q": 2.5}
+    nested = {"slots": {"a": 1.0}, "list": [1, 2]}
+    await store.doc_put("flat", flat, 60)
+    await store.doc_put("nested", nested, 60)
+    flat["v"] = "written after"
+    nested["slots"]["b"] = 2.0  # type: ignore[index]
+    got_flat, got_nested = await store.doc_get("flat"), await store.doc_get("nested")
+    assert got_flat == {"v": "1000.0 US", "q": 2.5}
+    assert got_nested == {"slots": {"a": 1.0}, "list": [1, 2]}
+    assert got_flat is not None and got_nested is not None
+    got_flat["v"] = "changed by a reader"
+    got_nested["slots"]["a"] = 99.0
+    got_nested["list"].append(3)
+    assert await store.doc_get("flat") == {"v": "1000.0 US", "q": 2.5}
+    assert await store.doc_get("nested") == {"slots": {"a": 1.0}, "list": [1, 2]}
+
+
 async def test_redis_keys_are_prefixed_and_hash_tagged(redis_store: RedisStateStore) -> None:
     await redis_store.take_token("rl:route:s=alice", 1, 5)
     await redis_store.counters_reserve("budget:t=acme", ["tenant", "tool=q"], 1, [9, 9], 60)

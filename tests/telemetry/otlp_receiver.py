@@ -1,4 +1,5 @@
-"""A small OTLP/HTTP trace receiver for the tests: decodes the protobuf the SDK sends."""
+"""A small OTLP/HTTP receiver for the tests (traces and metrics): decodes the protobuf
+the SDK sends."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -21,6 +26,22 @@ class Receiver:
         self.spans: list[Any] = []
         self.arrived = asyncio.Event()
         self.port = free_port()
+        #: Each metrics export, decoded.
+        self.metric_exports: list[ExportMetricsServiceRequest] = []
+        self.metrics_arrived = asyncio.Event()
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/metrics"
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        assert request.content_type == "application/x-protobuf"
+        self.metric_exports.append(ExportMetricsServiceRequest.FromString(await request.read()))
+        self.metrics_arrived.set()
+        return web.Response(
+            body=ExportMetricsServiceResponse().SerializeToString(),
+            content_type="application/x-protobuf",
+        )
 
     @property
     def url(self) -> str:
@@ -56,6 +77,7 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/v1/traces", receiver.handle)
+    app.router.add_post("/v1/metrics", receiver.handle_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", receiver.port).start()

@@ -131,7 +131,8 @@ async def test_a_real_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
         f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
     )
     async with run_gateway(_config(port)) as (url, _):
-        await _rpc(url, "tools/call", {"name": "echo", "arguments": {"text": "a"}}, 1, "echo")
+        text = "key AKIAIOSFODNN7EXAMPLE"  # redacted on the way back, and counted
+        await _rpc(url, "tools/call", {"name": "echo", "arguments": {"text": text}}, 1, "echo")
         proc = subprocess.Popen(
             [
                 PROMETHEUS,
@@ -158,6 +159,15 @@ async def test_a_real_prometheus_scrapes_the_gateway(tmp_path: Path) -> None:
             metric = found[0]["metric"]
             assert metric["method"] == "tools/call" and metric["status"] == "ok"
             assert float(found[0]["value"][1]) == 1
+            # The same scrape carried the redaction counter, by kind: the SDK's echo
+            # answers the text twice (content and structuredContent), both redacted.
+            query = (
+                f"http://127.0.0.1:{prom_port}/api/v1/query?"
+                'query=wardgate_redactions_total{kind="aws_access_key_id"}'
+            )
+            status, body = await _get(query)
+            redacted = orjson.loads(body)["data"]["result"]
+            assert status == 200 and float(redacted[0]["value"][1]) == 2
         finally:
             proc.terminate()
             proc.wait(10)

@@ -1,5 +1,6 @@
-"""SIEM forwarding: a real rsyslog receives RFC 5424 over TCP; an HTTP endpoint that goes
-down and comes back loses nothing (the disk spool); no value can forge a record."""
+"""SIEM forwarding: a real rsyslog receives RFC 5424 over TCP, TLS and UDP; an HTTP
+endpoint that goes down and comes back loses nothing (the disk spool); no value can forge
+a record."""
 
 from __future__ import annotations
 
@@ -104,7 +105,9 @@ def test_loopback_destinations_are_refused_unless_allowed() -> None:
 
 
 @contextlib.contextmanager
-def _run_rsyslog(tmp_path: Path, module: str) -> Iterator[tuple[int, Path]]:
+def _run_rsyslog(
+    tmp_path: Path, module: str, input_type: str = "imtcp"
+) -> Iterator[tuple[int, Path]]:
     if RSYSLOGD is None:
         pytest.skip("rsyslog (Debian) not installed")
     port = free_port()
@@ -114,7 +117,7 @@ def _run_rsyslog(tmp_path: Path, module: str) -> Iterator[tuple[int, Path]]:
     conf = tmp_path / "rsyslog.conf"
     conf.write_text(
         module.replace("WORK", str(work))
-        + f'input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="wg")\n'
+        + f'input(type="{input_type}" port="{port}" address="127.0.0.1" ruleset="wg")\n'
         'template(name="raw" type="string" string="%rawmsg%\\n")\n'
         f'ruleset(name="wg") {{ action(type="omfile" file="{out}" template="raw") }}\n'
     )
@@ -124,7 +127,8 @@ def _run_rsyslog(tmp_path: Path, module: str) -> Iterator[tuple[int, Path]]:
         stderr=subprocess.PIPE,
     )
     try:
-        wait_port(port, 20, proc)
+        if input_type == "imtcp":
+            wait_port(port, 20, proc)  # (UDP has no handshake: the test probes instead)
         yield port, out
     finally:
         proc.terminate()
@@ -161,6 +165,50 @@ async def test_rsyslog_receives_rfc5424_over_tcp_one_line_per_record(
     assert first.startswith("<108>1 ")  # facility 13 (log audit) * 8 + warning (4)
     assert '[wardgate@32473 decision_id="d0000" route="main" subject="alice"' in first
     assert " guard.decision " in first
+    evil_line = got[5]
+    assert "forged" in evil_line and evil_line.startswith("<")
+    assert "\x1b" not in evil_line and "\r" not in evil_line
+
+
+async def test_rsyslog_receives_rfc5424_over_udp_one_datagram_per_record(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    module = 'global(workDirectory="WORK")\nmodule(load="imudp")\n'
+    with _run_rsyslog(tmp_path, module, "imudp") as (port, out):
+
+        def lines() -> list[str]:
+            return out.read_text().splitlines() if out.exists() else []
+
+        # UDP has no handshake: probe until rsyslog has written one probe (bounded).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            deadline = time.monotonic() + 20
+            while not any("wg-probe" in line for line in lines()):
+                if time.monotonic() > deadline:
+                    pytest.fail("rsyslog never received a UDP probe")
+                probe.sendto(b"<13>1 - - - - wg-probe - ready", ("127.0.0.1", port))
+                await asyncio.sleep(0.05)  # bounded poll of an outside process
+        fwd = build_forwarder(
+            SinkConfig(type="syslog", name="udp", host="127.0.0.1", port=port, protocol="udp",
+                       allow_loopback=True)
+        )  # fmt: skip
+        await fwd.start()
+        for i in range(5):
+            fwd.emit(_denial(i))
+        fwd.emit(AuthFailed("evil", "main", EVIL, "127.0.0.1"))
+        await fwd.aclose()
+        assert fwd.delivered == 6 and fwd.dropped == 0
+
+        def records() -> list[str]:
+            return [line for line in lines() if "wg-probe" not in line]
+
+        await _until(lambda: len(records()) >= 6)
+        got = records()
+    assert len(got) == 6  # the forged record inside EVIL did not become a seventh
+    assert all(line.startswith("<108>1 ") for line in got[:5])
+    assert [line.count('decision_id="d000') for line in got[:5]] == [1] * 5
+    assert '[wardgate@32473 decision_id="d0000" route="main" subject="alice"' in got[0]
     evil_line = got[5]
     assert "forged" in evil_line and evil_line.startswith("<")
     assert "\x1b" not in evil_line and "\r" not in evil_line

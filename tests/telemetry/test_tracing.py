@@ -182,8 +182,10 @@ async def test_the_upstream_is_handed_the_upstream_span_as_its_parent() -> None:
         call = pipeline.call(ctx, Message(raw, "request"))
         await pipeline.admit(call)
         headers: dict[str, str] = {}
-        Propagation(trace=True).apply(call.ctx, call.request.raw, headers)
-        meta = Propagation(trace=True, via_meta=True).apply(call.ctx, call.request.raw, {})
+        Propagation(trace=True).apply(call, call.request.raw, headers)
+        meta = Propagation(trace=True, via_meta=True).apply(call, call.request.raw, {})
+        # What the client sent stays what the guards see; the upstream gets trace_out.
+        assert call.ctx.trace == TraceContext(f"00-{TRACE_ID}-{PARENT_ID}-01", "k=v")
         await call.end(200)
         await asyncio.to_thread(tracing.shutdown)
     (upstream,) = rx.named("wardgate.upstream")

@@ -200,3 +200,12 @@ def test_the_shipped_geoip_database_places_public_addresses_only() -> None:
     assert gb is not None and gb.continent == "EU"
     assert geo.lookup("10.0.0.1") is None and geo.lookup("127.0.0.1") is None
     assert geo.lookup("not an address") is None
+
+
+def test_geoip_lookups_are_cached_within_a_bound_and_stay_correct() -> None:
+    geo = GeoIp2Fast(cache_size=2)
+    addresses = ["8.8.8.8", "81.2.69.160", "10.0.0.1", "8.8.8.8"]
+    places = [geo.lookup(a) for a in addresses]
+    assert [p.country if p else None for p in places] == ["US", "GB", None, "US"]
+    assert len(geo._cache) == 2  # the oldest went first; a spray of addresses cannot grow it
+    assert geo.lookup("81.2.69.160") == places[1]

@@ -11,7 +11,14 @@ from pydantic import Field, model_validator
 
 from wardgate.config._base import StrictModel as _Strict
 
-__all__ = ["AuditConfig", "SinkConfig", "TelemetryConfig", "TracingConfig", "UebaConfig"]
+__all__ = [
+    "AuditConfig",
+    "OtlpMetricsConfig",
+    "SinkConfig",
+    "TelemetryConfig",
+    "TracingConfig",
+    "UebaConfig",
+]
 
 #: Attribute keys replaced before export (fnmatch patterns, case-insensitive).
 DEFAULT_REDACT_KEYS = (
@@ -60,6 +67,21 @@ class TracingConfig(_Strict):
     export_timeout_seconds: float = Field(5.0, gt=0, le=300)
     schedule_delay_seconds: float = Field(1.0, gt=0, le=300)
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+    #: A gRPC endpoint without TLS (``http://`` endpoints are always plaintext).
+    insecure: bool = False
+
+
+class OtlpMetricsConfig(_Strict):
+    """The ``/metrics`` series, also pushed over OTLP at intervals (needs ``otel`` and
+    ``metrics``)."""
+
+    #: The full metrics URL for HTTP (``…/v1/metrics``); ``host:port`` or a URL for gRPC.
+    endpoint: str
+    protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+    service_name: str = "wardgate"
+    headers: dict[str, str] = Field(default_factory=dict)
+    interval_seconds: float = Field(15.0, gt=0, le=3600)
+    export_timeout_seconds: float = Field(5.0, gt=0, le=300)
     #: A gRPC endpoint without TLS (``http://`` endpoints are always plaintext).
     insecure: bool = False
 
@@ -143,6 +165,13 @@ class UebaConfig(_Strict):
     #: (0: alert only).
     block_seconds: float = Field(0.0, ge=0, le=86_400 * 30)
     block_on: tuple[UebaDetector, ...] = ("impossible_travel", "token_continents", "scripting")
+    #: After an alert of a ``revoke_on`` detector, end the call's session and refuse its
+    #: credential this long, on every replica sharing the store (0: off). The handshake
+    #: session (``Mcp-Session-Id``) is ended (its id answers 404 from then on; a sealed
+    #: id is revoked fleet-wide); the token (by hash) is refused with 401, so a stateless
+    #: client must authenticate again. The subject itself is not blocked (``block_*``).
+    revoke_seconds: float = Field(0.0, ge=0, le=86_400 * 30)
+    revoke_on: tuple[UebaDetector, ...] = ("impossible_travel", "token_continents")
 
 
 class TelemetryConfig(_Strict):
@@ -150,6 +179,7 @@ class TelemetryConfig(_Strict):
 
     audit: AuditConfig | None = None
     tracing: TracingConfig | None = None
+    otlp_metrics: OtlpMetricsConfig | None = None
     sinks: tuple[SinkConfig, ...] = ()
     ueba: UebaConfig | None = None
     #: The metrics and health listener (``/metrics``, ``/healthz``, ``/readyz``).

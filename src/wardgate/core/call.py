@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from wardgate.core.context import CallContext
+from wardgate.core.context import CallContext, TraceContext
 from wardgate.core.obligations import Obligations
 from wardgate.errors import Denied, UpstreamError, UpstreamTimeout, WardgateError
 from wardgate.telemetry.events import CallEnded, UpstreamResult
@@ -65,7 +65,9 @@ class Call:
 
     ``state`` is scratch space for guards, keyed by guard name (a limiter records what
     it reserved, a tracer its span). ``obligations`` are what the request phase bound
-    the reply phase to.
+    the reply phase to. ``trace_out`` is the trace context to hand the upstream (set by
+    the tracing guard to the gateway's upstream span); ``None`` passes on what the client
+    sent (``ctx.trace``), which stays as it arrived.
     """
 
     ctx: CallContext
@@ -78,6 +80,7 @@ class Call:
     obligations: Obligations = field(default_factory=Obligations)
     state: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
+    trace_out: TraceContext | None = None
     _status: Status = "open"
     _code: str | None = None
     _guard: str | None = None

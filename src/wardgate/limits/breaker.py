@@ -27,7 +27,7 @@ from typing import Any, Literal
 from wardgate.config.limits import BreakerConfig
 from wardgate.core.call import Call, Outcome
 from wardgate.limits.fallback import part
-from wardgate.limits.limit_events import BreakerChanged
+from wardgate.limits.limit_events import BreakerChanged, LimitsObserver
 from wardgate.limits.pager import Pager
 from wardgate.limits.refusals import ToolDisabled
 from wardgate.state.store import StateStore
@@ -87,6 +87,8 @@ class _Held:
     key: str
     gen: int
     trial: bool
+    upstream: str | None
+    tool: str | None
 
 
 class BreakerGuard:
@@ -104,20 +106,23 @@ class BreakerGuard:
         events: EventBus,
         *,
         wall_clock: Callable[[], float] = time.time,
+        observer: LimitsObserver | None = None,
     ) -> None:
         self._store = store
         self._config = config
         self._pager = pager
         self._events = events
         self._wall = wall_clock
+        self._observer = observer
 
-    def _keys(self, call: Call) -> list[str]:
+    def _keys(self, call: Call) -> list[tuple[str, str | None]]:
+        """The breakers of the call: (key, tool or ``None`` for the upstream's own)."""
         ctx = call.ctx
-        keys = []
+        keys: list[tuple[str, str | None]] = []
         if "tool" in self._config.per:
-            keys.append(breaker_key(ctx.upstream, ctx.target))
+            keys.append((breaker_key(ctx.upstream, ctx.target), ctx.target))
         if "upstream" in self._config.per:
-            keys.append(breaker_key(ctx.upstream))
+            keys.append((breaker_key(ctx.upstream), None))
         return keys
 
     async def on_request(self, call: Call, message: Message) -> Message:
@@ -127,17 +132,27 @@ class BreakerGuard:
         """
         held: list[_Held] = []
         call.state[self.name] = held
-        for key in self._keys(call):
+        upstream = call.ctx.upstream
+        observer = self._observer
+        for key, tool in self._keys(call):
             doc = await self._store.doc_get(key + ":state")
             if doc is None or doc.get("state") != "open":
-                held.append(_Held(key, int(doc.get("gen", 0)) if doc else 0, False))
+                held.append(_Held(key, int(doc.get("gen", 0)) if doc else 0, False, upstream, tool))
+                if observer is not None:
+                    observer.breaker_state(upstream, tool, "closed", None)
                 continue
             gen = int(doc.get("gen", 0))
             until = doc.get("until")
             now = self._wall()
             if until is None or now < float(until):
+                if observer is not None:
+                    observer.breaker_state(
+                        upstream, tool, "open", None if until is None else float(until)
+                    )
                 retry = None if until is None else float(until) - now
                 raise ToolDisabled(f"breaker {key} open ({doc.get('reason')})", retry_after=retry)
+            if observer is not None:
+                observer.breaker_state(upstream, tool, "half_open", None)
             # A trial slot of a replica that died comes back after one open period.
             trial = await self._store.slot_acquire(
                 f"{key}:trial:{gen}",
@@ -147,7 +162,7 @@ class BreakerGuard:
             )
             if not trial:
                 raise ToolDisabled(f"breaker {key} half-open, trials busy", retry_after=1.0)
-            held.append(_Held(key, gen, True))
+            held.append(_Held(key, gen, True, upstream, tool))
         return message
 
     async def on_end(self, call: Call, outcome: Outcome) -> None:
@@ -166,7 +181,7 @@ class BreakerGuard:
                     await set_breaker(
                         self._store, h.key, "closed", reason="trial call ok", by="auto"
                     )
-                    self._changed(call, h.key, "closed", "auto", "trial call succeeded")
+                    self._changed(call, h, "closed", None, "trial call succeeded")
                     self._pager.page("resolve", h.key, f"{h.key} closed", {})
                 continue
             if not _counts(outcome):
@@ -182,15 +197,9 @@ class BreakerGuard:
             if reason is not None and await self._store.add_once(
                 f"{h.key}:open:{h.gen}", _LATCH_SECONDS
             ):
-                await set_breaker(
-                    self._store,
-                    h.key,
-                    "open",
-                    reason=reason,
-                    by="auto",
-                    until=self._wall() + c.open_seconds,
-                )
-                self._changed(call, h.key, "open", "auto", reason)
+                until = self._wall() + c.open_seconds
+                await set_breaker(self._store, h.key, "open", reason=reason, by="auto", until=until)
+                self._changed(call, h, "open", until, reason)
                 self._pager.page("trigger", h.key, f"{h.key} opened: {reason}", {"reason": reason})
 
     def _verdict(self, window: dict[str, int]) -> str | None:
@@ -218,17 +227,20 @@ class BreakerGuard:
         if until is not None and self._wall() < float(until):
             return  # another trial reopened it already
         reason = f"trial call failed ({outcome.status})"
-        await set_breaker(
-            self._store,
-            h.key,
-            "open",
-            reason=reason,
-            by="auto",
-            until=self._wall() + self._config.open_seconds,
-        )
-        self._changed(call, h.key, "open", "auto", reason)
+        until = self._wall() + self._config.open_seconds
+        await set_breaker(self._store, h.key, "open", reason=reason, by="auto", until=until)
+        self._changed(call, h, "open", until, reason)
 
-    def _changed(self, call: Call, key: str, state: str, by: str, reason: str) -> None:
+    def _changed(
+        self,
+        call: Call,
+        h: _Held,
+        state: Literal["open", "closed"],
+        until: float | None,
+        reason: str,
+    ) -> None:
         self._events.emit(
-            BreakerChanged(call.ctx.decision_id, call.ctx.route, key, state, by, reason)
+            BreakerChanged(call.ctx.decision_id, call.ctx.route, h.key, state, "auto", reason)
         )
+        if self._observer is not None:
+            self._observer.breaker_state(h.upstream, h.tool, state, until)

@@ -18,6 +18,7 @@ from wardgate.errors import ConfigError
 from wardgate.limits.breaker import BreakerGuard
 from wardgate.limits.concurrency import ConcurrencyGuard
 from wardgate.limits.fallback import FallbackStore
+from wardgate.limits.limit_events import LimitsObserver
 from wardgate.limits.pager import Pager
 from wardgate.limits.quota import ArgumentGuard, CostQuotaGuard
 from wardgate.limits.rate import RateLimitGuard
@@ -60,7 +61,8 @@ def build_store(config: LimitsConfig) -> StateStore:
 
 
 class Limits:
-    """The store, the pager and the guards of every route."""
+    """The store, the pager and the guards of every route; ``observer`` (metrics) is told
+    the breaker states and the money spent."""
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class Limits:
         store: StateStore | None = None,
         wall_clock: Callable[[], float] = time.time,
         pager: Pager | None = None,
+        observer: LimitsObserver | None = None,
     ) -> None:
         """Raises:
         ConfigError: see :func:`build_store`.
@@ -84,6 +87,7 @@ class Limits:
         )
         self.pager = pager or Pager(config.pager)
         self._wall = wall_clock
+        self._observer = observer
 
     def guards_for(self, route: str) -> list[Guard]:
         """The limit guards of ``route``, in order (empty when nothing applies)."""
@@ -104,7 +108,14 @@ class Limits:
             guards.append(RateLimitGuard(self.store, route, rate, tool_rates))
         if c.breaker is not None:
             guards.append(
-                BreakerGuard(self.store, c.breaker, self.pager, self.events, wall_clock=self._wall)
+                BreakerGuard(
+                    self.store,
+                    c.breaker,
+                    self.pager,
+                    self.events,
+                    wall_clock=self._wall,
+                    observer=self._observer,
+                )
             )
         rules = {n: t.arguments for n, t in tools.items() if t.arguments}
         if rules:
@@ -115,7 +126,11 @@ class Limits:
                 ConcurrencyGuard(self.store, route, concurrency or ConcurrencyConfig(), caps)
             )
         if any(t.max_cost_usd is not None for t in tools.values()):
-            guards.append(CostQuotaGuard(self.store, c.budgets, tools, wall_clock=self._wall))
+            guards.append(
+                CostQuotaGuard(
+                    self.store, c.budgets, tools, wall_clock=self._wall, observer=self._observer
+                )
+            )
         return guards
 
     async def start(self) -> None:

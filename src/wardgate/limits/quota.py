@@ -25,7 +25,7 @@ from datetime import datetime
 from wardgate.config.limits import ArgumentRule, BudgetConfig, ToolLimitsConfig
 from wardgate.core.call import Call, Outcome
 from wardgate.limits.fallback import part
-from wardgate.limits.limit_events import BudgetExhaustedEvent
+from wardgate.limits.limit_events import BudgetExhaustedEvent, LimitsObserver
 from wardgate.limits.rate import tool_entry
 from wardgate.limits.refusals import ArgumentRefused, BudgetExhausted
 from wardgate.state.store import StateStore
@@ -98,6 +98,7 @@ class ArgumentGuard:
 
 @dataclass(slots=True)
 class _Reservation:
+    entry: str
     tag: str
     names: tuple[str, ...]
     amount: int
@@ -119,8 +120,10 @@ class CostQuotaGuard:
         tools: Mapping[str, ToolLimitsConfig],
         *,
         wall_clock: Callable[[], float] = time.time,
+        observer: LimitsObserver | None = None,
     ) -> None:
         self._store = store
+        self._observer = observer
         self._budgets = budgets
         self._tools = {n: t for n, t in tools.items() if t.max_cost_usd is not None}
         self._wall = wall_clock
@@ -177,7 +180,7 @@ class CostQuotaGuard:
             raise BudgetExhausted(
                 f"budget {names[over]} of tenant {tenant} spent for {month}", retry_after=left
             )
-        call.state[self.name] = _Reservation(tag, tuple(names), amount, ttl)
+        call.state[self.name] = _Reservation(entry, tag, tuple(names), amount, ttl)
         return message
 
     async def on_message(self, call: Call, message: Message) -> Message | None:
@@ -207,3 +210,6 @@ class CostQuotaGuard:
             await self._store.counters_add(
                 reservation.tag, reservation.names, delta, reservation.ttl
             )
+        charged = reservation.amount + delta
+        if charged and self._observer is not None:
+            self._observer.spent(call.ctx.route, reservation.entry, charged / _MICROS)

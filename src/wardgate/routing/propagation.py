@@ -4,14 +4,20 @@ Off by default (an upstream is outside the gateway's trust boundary). HTTP upstr
 headers (``traceparent``, ``tracestate``, ``wardgate-decision-id``); upstreams reached
 over a message channel (stdio, legacy SSE) get the same values in the request's
 ``params._meta`` (``traceparent``, ``tracestate``, ``io.wardgate/decisionId``).
+
+The trace context sent is the call's ``trace_out`` (the gateway's upstream span, when
+tracing is on) or else the one the client sent, unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from wardgate.core.context import CallContext
 from wardgate.wire.jsonrpc import JsonObject
+
+if TYPE_CHECKING:
+    from wardgate.core.call import Call
 
 __all__ = ["DECISION_HEADER", "DECISION_META", "Propagation"]
 
@@ -29,25 +35,27 @@ class Propagation:
     def __bool__(self) -> bool:
         return self.trace or self.decision_id
 
-    def _values(self, ctx: CallContext, trace_keys: tuple[str, str, str]) -> dict[str, str]:
+    def _values(self, call: Call, trace_keys: tuple[str, str, str]) -> dict[str, str]:
         values: dict[str, str] = {}
-        if self.trace and ctx.trace is not None:
-            values[trace_keys[0]] = ctx.trace.traceparent
-            if ctx.trace.tracestate:
-                values[trace_keys[1]] = ctx.trace.tracestate
+        trace = call.trace_out if call.trace_out is not None else call.ctx.trace
+        if self.trace and trace is not None:
+            values[trace_keys[0]] = trace.traceparent
+            if trace.tracestate:
+                values[trace_keys[1]] = trace.tracestate
         if self.decision_id:
-            values[trace_keys[2]] = ctx.decision_id
+            values[trace_keys[2]] = call.ctx.decision_id
         return values
 
-    def apply(self, ctx: CallContext, raw: JsonObject, headers: dict[str, str]) -> JsonObject:
-        """The message to send (maybe with ``_meta`` added); ``headers`` is updated."""
+    def apply(self, call: Call, raw: JsonObject, headers: dict[str, str]) -> JsonObject:
+        """The message to send for ``call`` (maybe with ``_meta`` added); ``headers`` is
+        updated."""
         if not self.via_meta:
-            headers.update(self._values(ctx, ("traceparent", "tracestate", DECISION_HEADER)))
+            headers.update(self._values(call, ("traceparent", "tracestate", DECISION_HEADER)))
             return raw
         params = raw.get("params")
         if "method" not in raw or not (params is None or isinstance(params, dict)):
             return raw
-        values = self._values(ctx, ("traceparent", "tracestate", DECISION_META))
+        values = self._values(call, ("traceparent", "tracestate", DECISION_META))
         if not values:
             return raw
         params = dict(params or {})

@@ -133,7 +133,7 @@ class Route:
         propagation = self.members[index].propagation
         if not propagation:
             return raw
-        return propagation.apply(call.ctx, raw, headers)
+        return propagation.apply(call, raw, headers)
 
     def _rejecter(
         self, call: Call, session: GatewaySession | None, headers: Mapping[str, str], index: int

@@ -197,6 +197,13 @@ class SessionStore:
         """Legacy SSE streams open."""
         return len(self._channels)
 
+    def by_route(self) -> dict[str, int]:
+        """Sessions in the table, by route (sealed copies rebuilt here included)."""
+        counts: dict[str, int] = {}
+        for session in list(self._sessions.values()):
+            counts[session.route] = counts.get(session.route, 0) + 1
+        return counts
+
     def held_by(self, owner: BindingKey) -> int:
         """Places (sessions and handshakes in flight) the principal holds."""
         return self._quota.held(owner)

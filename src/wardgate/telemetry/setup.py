@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from wardgate.config.telemetry import TelemetryConfig
@@ -16,6 +16,7 @@ from wardgate.telemetry.ops_listener import Check, OpsListener
 if TYPE_CHECKING:
     from wardgate.telemetry.audit import AuditSink
     from wardgate.telemetry.metrics import Metrics
+    from wardgate.telemetry.otlp_metrics import OtlpMetrics
     from wardgate.telemetry.siem import Forwarder
     from wardgate.telemetry.tracing import Tracing
 
@@ -37,6 +38,7 @@ class Telemetry:
         routes: Iterable[str],
         *,
         span_exporter: Any = None,
+        metric_exporter: Any = None,
     ) -> None:
         self.config = config
         self.audit: AuditSink | None = None
@@ -85,12 +87,25 @@ class Telemetry:
             from wardgate.content.redactor import Redactor
 
             self.tracing = Tracing(config.tracing, exporter=span_exporter, redactor=Redactor())
-        if config.metrics_port is not None:
+        self.otlp_metrics: OtlpMetrics | None = None
+        if config.metrics_port is not None or config.otlp_metrics is not None:
             try:
                 from wardgate.telemetry.metrics import Metrics
             except ImportError:
-                raise ConfigError("telemetry.metrics_port needs 'wardgate[metrics]'") from None
+                what = "metrics_port" if config.metrics_port is not None else "otlp_metrics"
+                raise ConfigError(f"telemetry.{what} needs 'wardgate[metrics]'") from None
             self.metrics = Metrics(routes, max_tools=config.max_tool_labels)
+        if config.otlp_metrics is not None and self.metrics is not None:
+            try:
+                from wardgate.telemetry.otlp_metrics import OtlpMetrics
+            except ImportError:
+                raise ConfigError("telemetry.otlp_metrics needs 'wardgate[otel]'") from None
+            self.otlp_metrics = OtlpMetrics(
+                config.otlp_metrics, self.metrics.registry, exporter=metric_exporter
+            )
+            otlp = self.otlp_metrics
+            self.metrics.count_dropped("otlp_metrics", lambda: otlp.dropped)
+        if config.metrics_port is not None and self.metrics is not None:
             self.listener = OpsListener(
                 config.metrics_host, config.metrics_port, self.metrics.registry
             )
@@ -140,12 +155,32 @@ class Telemetry:
                 g.name for route in gateway.routes.values() for g in route.pipeline.guards
             )
             self.metrics.known_upstreams(gateway.upstreams)
+            limits_config = getattr(getattr(gateway, "limits", None), "config", None)
+            if limits_config is not None:
+                self.metrics.known_cost_tools(
+                    name
+                    for tools in (
+                        limits_config.tools,
+                        *(r.tools or {} for r in limits_config.routes.values()),
+                    )
+                    for name, t in tools.items()
+                    if t.max_cost_usd is not None
+                )
+            sessions = getattr(gateway, "sessions", None)
+            if sessions is not None:
+                self.metrics.count_sessions(sessions.by_route)
+            redactor = getattr(getattr(gateway, "guards", None), "redactor", None)
+            if redactor is not None:
+                counts = redactor.counts
+                self.metrics.count_redactions(lambda: counts)
         limits = getattr(gateway, "limits", None)
         if limits is not None and self.ueba_guard is not None:
             from wardgate.telemetry.ueba import Ueba
 
             old = self.ueba_guard.ueba
             self.ueba_guard.ueba = Ueba(old.config, limits.store, old._geo)
+        if self.ueba_guard is not None:
+            self.ueba_guard.end_session = _session_ender(gateway)
         # The policy engine: a policy set loaded (not the deny-all stand-in).
         runtime = getattr(getattr(gateway, "guards", None), "policy", None)
         if runtime is not None:
@@ -191,16 +226,35 @@ class Telemetry:
             await fwd.start()
         if self.listener is not None:
             await self.listener.start()
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.start()
 
     async def aclose(self) -> None:
         for fwd in self.forwarders:
             await fwd.aclose()
         if self.listener is not None:
             await self.listener.aclose()
+        if self.otlp_metrics is not None:
+            await asyncio.to_thread(self.otlp_metrics.shutdown)
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)
         if self.audit is not None:
             await asyncio.to_thread(self.audit.close)
+
+
+def _session_ender(gateway: Any) -> Callable[[str, str], Awaitable[None]]:
+    """Ends a session this replica holds, as a DELETE would: the sealed id revoked
+    fleet-wide first, then the session taken out of the table and closed upstream."""
+
+    async def end(route: str, session_id: str) -> None:
+        session = gateway.sessions.get(session_id)
+        owner = gateway.routes.get(route)
+        if session is None or owner is None or session.route != route:
+            return
+        await gateway.sessions.revoke(session)
+        await owner.end_session(session)
+
+    return end
 
 
 def _dropped_of(fwd: Forwarder) -> Callable[[], int]:

@@ -307,14 +307,13 @@ class Tracing:
                 }
             ),
         )
-        # What the route propagates (``propagate.trace``) is read from ``ctx.trace`` right
-        # after this last guard: point it at the upstream span, so the upstream's spans
-        # are children of the gateway's. The one write to the context by a guard, and
-        # the last thing before the upstream call (nothing after reads the old value).
+        # What the route propagates (``propagate.trace``) is the call's ``trace_out``:
+        # point it at the upstream span, so the upstream's spans are children of the
+        # gateway's. The client's own context (``ctx.trace``) stays as it arrived.
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         if "traceparent" in carrier:
-            call.ctx.trace = TraceContext(
+            call.trace_out = TraceContext(
                 carrier["traceparent"], call.ctx.trace.tracestate if call.ctx.trace else None
             )
 

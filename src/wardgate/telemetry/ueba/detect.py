@@ -46,6 +46,8 @@ class UebaAlert(GatewayEvent):
     client_addr: str | None
     detail: str
     blocked_seconds: float = 0.0
+    #: How long the call's session and token are refused after this alert (0: not).
+    revoked_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class Ueba:
                 obs.client_addr,
                 detail,
                 c.block_seconds if name in c.block_on else 0.0,
+                c.revoke_seconds if name in c.revoke_on else 0.0,
             )
             for name, detail in found
         ]
@@ -191,3 +194,18 @@ class Ueba:
 
     async def blocked(self, subject: str, tenant: str | None) -> bool:
         return await self._store.doc_get(f"{self._p}block:{_h(f'{tenant}|{subject}')}") is not None
+
+    # -- revoking ------------------------------------------------------------------------
+
+    async def revoke(self, session_id: str | None, token_id: str | None, seconds: float) -> None:
+        """Refuse a session id and a token (by hash) for ``seconds`` on every replica."""
+        if session_id is not None:
+            await self._store.doc_put(f"{self._p}rs:{_h(session_id)}", {"r": 1}, seconds)
+        if token_id is not None:
+            await self._store.doc_put(f"{self._p}rt:{token_id}", {"r": 1}, seconds)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return await self._store.doc_get(f"{self._p}rs:{_h(session_id)}") is not None
+
+    async def token_revoked(self, token_id: str) -> bool:
+        return await self._store.doc_get(f"{self._p}rt:{token_id}") is not None

@@ -9,6 +9,7 @@ silent rather than guess.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import threading
@@ -86,7 +87,9 @@ def distance_km(a: Place, b: Place) -> float:
     return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
+@functools.lru_cache(maxsize=4096)
 def place_of(country: str, asn: str | None = None) -> Place | None:
+    """The place of a country's centroid (cached: a :class:`Place` is immutable)."""
     found = CENTROIDS.get(country.upper())
     if found is None:
         return None
@@ -107,15 +110,20 @@ class StaticGeo:
 class GeoIp2Fast:
     """The ``geoip2fast`` country + ASN database (loaded on first use, about 0.2 s).
 
+    Lookups are cached by address (at most ``cache_size``; the oldest go first): a
+    caller's address repeats call after call, and a place is immutable.
+
     Raises:
         ImportError: the ``geoip`` extra is not installed (at construction).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, cache_size: int = 8192) -> None:
         import geoip2fast  # noqa: F401 - fail at start-up, not on the first call
 
         self._db: Any = None
         self._lock = threading.Lock()
+        self._cache: dict[str, Place | None] = {}
+        self._cache_size = cache_size
 
     def load(self) -> None:
         with self._lock:
@@ -125,6 +133,16 @@ class GeoIp2Fast:
                 self._db = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn.dat.gz")
 
     def lookup(self, address: str) -> Place | None:
+        cache = self._cache
+        if address in cache:
+            return cache[address]
+        place = self._lookup(address)
+        if len(cache) >= self._cache_size:
+            del cache[next(iter(cache))]  # the oldest entry (dicts keep insertion order)
+        cache[address] = place
+        return place
+
+    def _lookup(self, address: str) -> Place | None:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

@@ -147,6 +147,7 @@ class Gateway:
             max_per_principal=config.server.max_sessions_per_principal,
             sweep_interval=config.server.session_sweep_seconds,
             sealer=_sealer(config.server.sealed_sessions),
+            emit=self.events.emit,
         )
         self.upstreams = {
             name: build_upstream(name, up, boxes, config.server.max_json_depth)
@@ -160,6 +161,7 @@ class Gateway:
                     for n, r in config.routes.items()
                     if r.auth.failure_status
                 },
+                emit=self.events.emit,
             )
             if config.auth is not None
             else None

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +36,7 @@ from wardgate.identity import (
 )
 from wardgate.identity.principal import Principal
 from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
+from wardgate.telemetry.events import AuthFailed, GatewayEvent
 from wardgate.tls import peer_certificate_der
 from wardgate.wire.jsonrpc import error_response
 
@@ -121,14 +122,17 @@ class EdgeAuth:
         route_status: Mapping[str, int] | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        emit: Callable[[GatewayEvent], None] | None = None,
     ) -> None:
         """Build every verifier from ``config``; no I/O until :meth:`start`.
 
-        ``environ`` (default ``os.environ``) holds the secrets the config names.
+        ``environ`` (default ``os.environ``) holds the secrets the config names;
+        ``emit`` takes an ``auth.failed`` event for every refusal (the audit trail's).
 
         Raises:
             ConfigError: an inconsistent config or a named secret that is not set.
         """
+        self._emit = emit
         self.config = config
         self._route_status = dict(route_status or {})
         self._store: StateStore = (
@@ -328,6 +332,9 @@ class EdgeAuth:
             failure.detail,
             extra={"decision_id": decision_id, "route": route, "code": failure.code},
         )
+        if self._emit is not None:
+            client = scope.get("client")
+            self._emit(AuthFailed(decision_id, route, failure.code, client[0] if client else None))
         status = self.status_for(route)
         extra: list[tuple[bytes, bytes]] = []
         if status == 401:

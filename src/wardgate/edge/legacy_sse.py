@@ -142,7 +142,7 @@ class LegacySseEndpoint:
                 for task in channel.tasks:
                     task.cancel()
                 if channel.session is not None:
-                    await self.route.end_session(channel.session)
+                    await self.route.end_session(channel.session, "client-gone")
         except WardgateError as exc:
             listen.failed(exc)
             status = error_answer(exc, None, ctx.decision_id)[0]

@@ -378,7 +378,7 @@ class StreamableHttpEndpoint:
         if request.kind != "request":
             up_status = await self.route.post(call, session, forward)
             if up_status == 404 and session is not None:
-                await self.route.end_session(session)
+                await self.route.end_session(session, "upstream-ended")
                 raise SessionNotFound("upstream session ended")
             status = 202 if up_status < 400 or session is None else 502
             await send_empty(send, status)

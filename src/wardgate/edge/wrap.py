@@ -86,7 +86,7 @@ class StdioFront:
             await self.route.admit(call, session, self._headers())
             if initialize:
                 if self._session is not None:
-                    await self.route.end_session(self._session)
+                    await self.route.end_session(self._session, "reinitialized")
                     self._session = None
                 self._session, reply = await self.route.initialize(call, {})
                 await self._pump(reply)
@@ -144,7 +144,7 @@ class StdioFront:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
-            await self.route.end_session(self._session)
+            await self.route.end_session(self._session, "client-gone")
 
 
 async def serve_stdio(route: Route) -> None:

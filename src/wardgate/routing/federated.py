@@ -149,7 +149,7 @@ class FederatedRoute(MemberLists):
                 {self.members[i].prefix: r for i, r in results.items()}, version, self.name
             )
             session = self._new_session(ctx, {i: g[0] for i, g in live.items()}, versions, version)
-            slot.commit(session)
+            slot.commit(session, ctx.decision_id)
         response = {"jsonrpc": "2.0", "id": message.id, "result": merged}
         return session, self._guarded(call, single(response))
 

@@ -269,7 +269,7 @@ class Route:
                 return None, self._guarded(call, Reply(_replay(events)))
             version = str(result.get("protocolVersion", ""))
             session = self._new_session(call.ctx, {0: up_session}, {0: version}, version)
-            slot.commit(session)
+            slot.commit(session, call.ctx.decision_id)
         reply = Reply(_replay(events), streaming=any(e.event_id for e in events))
         return session, self._guarded(call, reply, self._rejecter(call, session, headers, 0))
 
@@ -307,8 +307,8 @@ class Route:
             owner=ctx.principal.binding_key,
         )
 
-    async def end_session(self, session: GatewaySession) -> None:
-        self.sessions.pop(session.id)
+    async def end_session(self, session: GatewaySession, reason: str = "deleted") -> None:
+        self.sessions.pop(session.id, reason)
         await session.close()
 
     # -- the terminal steps ----------------------------------------------------

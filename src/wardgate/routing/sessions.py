@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from wardgate.errors import TooManySessions
 from wardgate.identity.principal import BindingKey
+from wardgate.telemetry.events import GatewayEvent, SessionClosed, SessionOpened
 from wardgate.upstream.seam import Upstream, UpstreamSession
 
 if TYPE_CHECKING:
@@ -33,6 +35,13 @@ __all__ = ["ChannelLease", "GatewaySession", "SessionSlot", "SessionStore", "Too
 log = logging.getLogger("wardgate.routing.sessions")
 
 Sleep = Callable[[float], Awaitable[None]]
+Emit = Callable[[GatewayEvent], None]
+
+
+def session_ref(session_id: str) -> str:
+    """What events and logs name a session by: a digest, never the id itself (an id
+    read from a log must not be usable as a session handle)."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:24]
 
 
 @dataclass(slots=True)
@@ -110,8 +119,9 @@ class SessionSlot:
         self.owner = owner
         self.session: GatewaySession | None = None
 
-    def commit(self, session: GatewaySession) -> None:
-        """Put the session, now open upstream, in the place this slot holds.
+    def commit(self, session: GatewaySession, decision_id: str | None = None) -> None:
+        """Put the session, now open upstream, in the place this slot holds
+        (``decision_id``: the handshake's, for the ``session.opened`` event).
 
         Raises:
             ValueError: the session belongs to another principal, or the slot was
@@ -122,7 +132,7 @@ class SessionSlot:
         if self.session is not None:
             raise ValueError("this slot already holds a session")
         self.session = session
-        self._store._insert(session)
+        self._store._insert(session, decision_id)
 
 
 class ChannelLease:
@@ -166,8 +176,11 @@ class SessionStore:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         sealer: SessionSealer | None = None,
+        emit: Emit | None = None,
     ) -> None:
         self._sessions: dict[str, GatewaySession] = {}
+        #: ``session.opened`` / ``session.closed`` go here (the gateway's event bus).
+        self._emit = emit
         #: Sealed sessions rebuilt here from their handle: a cache, outside the quota
         #: (their place was counted by the replica that opened them).
         self._rebuilt: set[str] = set()
@@ -239,7 +252,7 @@ class SessionStore:
             self._end_channel(lease)
         sessions = list(self._sessions.values())
         for session in sessions:
-            self._remove(session.id)
+            self._remove(session.id, "shutdown")
         await asyncio.gather(*(s.discard() for s in sessions), return_exceptions=True)
         if self.sealer is not None:
             await self.sealer.store.aclose()
@@ -274,28 +287,43 @@ class SessionStore:
         except BaseException:
             if slot.session is None:
                 self._quota.give(owner)
-            elif self._remove(slot.session.id) is not None:
+            elif self._remove(slot.session.id, "failed") is not None:
                 with contextlib.suppress(Exception):
                     await slot.session.close()  # its id never left: close even if sealed
             raise
         if slot.session is None:
             self._quota.give(owner)
 
-    def _insert(self, session: GatewaySession) -> None:
+    def _insert(self, session: GatewaySession, decision_id: str | None = None) -> None:
         if self.sealer is not None:
             # Upstream session ids are known once initialize was answered: seal now.
             session.id = self.sealer.id_for(session)
             session.sealed = session.id.startswith("s")
         session.last_seen = self._clock()
         self._sessions[session.id] = session
+        if self._emit is not None:
+            _issuer, tenant, _client, subject = session.owner
+            self._emit(
+                SessionOpened(
+                    decision_id,
+                    session.route,
+                    session_ref(session.id),
+                    subject,
+                    tenant,
+                    session.protocol_version,
+                )
+            )
 
-    def _remove(self, session_id: str) -> GatewaySession | None:
+    def _remove(self, session_id: str, reason: str) -> GatewaySession | None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
             if session_id in self._rebuilt:
+                # A copy rebuilt from a sealed handle: the replica that opened it said so.
                 self._rebuilt.discard(session_id)
-            else:
-                self._quota.give(session.owner)
+                return session
+            self._quota.give(session.owner)
+            if self._emit is not None:
+                self._emit(SessionClosed(None, session.route, session_ref(session_id), reason))
         return session
 
     async def add(self, session: GatewaySession) -> None:
@@ -317,7 +345,7 @@ class SessionStore:
             return None
         now = self._clock()
         if now - session.last_seen > self._idle:
-            self._remove(session_id)
+            self._remove(session_id, "idle")
             asyncio.get_running_loop().create_task(session.discard())
             return None
         session.last_seen = now
@@ -342,7 +370,7 @@ class SessionStore:
                 if now - session.revocation_checked >= self.sealer.recheck_seconds:
                     if await self.sealer.revoked(session_id):
                         # A DELETE on another replica: let go of this copy too.
-                        self._remove(session_id)
+                        self._remove(session_id, "revoked")
                         return None
                     session.revocation_checked = now
             return session
@@ -377,9 +405,10 @@ class SessionStore:
         if self._sessions.get(session.id) is session:
             session.last_seen = self._clock()
 
-    def pop(self, session_id: str) -> GatewaySession | None:
-        """Take a session out of the table (the caller closes it)."""
-        return self._remove(session_id)
+    def pop(self, session_id: str, reason: str = "deleted") -> GatewaySession | None:
+        """Take a session out of the table (the caller closes it); ``reason`` goes to
+        the ``session.closed`` event."""
+        return self._remove(session_id, reason)
 
     # -- legacy SSE streams ----------------------------------------------------
 
@@ -414,7 +443,7 @@ class SessionStore:
         now = self._clock()
         stale = [s for s in self._sessions.values() if now - s.last_seen > self._idle]
         for session in stale:
-            self._remove(session.id)
+            self._remove(session.id, "idle")
         idle = [c for c in self._channels if now - c.last_seen > self._idle]
         for lease in idle:
             self._end_channel(lease)

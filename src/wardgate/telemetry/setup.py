@@ -252,7 +252,7 @@ def _session_ender(gateway: Any) -> Callable[[str, str], Awaitable[None]]:
         if session is None or owner is None or session.route != route:
             return
         await gateway.sessions.revoke(session)
-        await owner.end_session(session)
+        await owner.end_session(session, "revoked")
 
     return end
 

@@ -46,6 +46,7 @@ from wardgate.edge.connections import (
     ListenerLimits,
     client_key,
 )
+from wardgate.edge.write_coalescer import HeadCoalescingTransport
 from wardgate.tls.uvicorn_tls import attach_tls
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.write(_REFUSED)
             transport.close()
             return
+        # Request cycles write through it: a response's head leaves with its body.
+        self.transport = HeadCoalescingTransport(transport, self.loop)
         self._admitted = True
         self._arm_head_timer()
 

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from support.servers import gateway_events, run_gateway
 from wardgate.identity.principal import ANONYMOUS
-from wardgate.routing.sessions import GatewaySession, SessionStore, session_ref
+from wardgate.routing.sessions import GatewaySession, SessionStore
 from wardgate.telemetry.audit.chain import verify_lines
 from wardgate.telemetry.events import (
     AuthFailed,
@@ -35,6 +35,7 @@ from wardgate.telemetry.events import (
     GatewayEvent,
     SessionClosed,
     SessionOpened,
+    session_ref,
 )
 
 ROUTE = "demo"
@@ -85,6 +86,16 @@ async def test_sessions_and_refusals_are_in_the_trail_without_ids_or_tokens(
             assert init.status == 200, init.raw
             sid = init.header("mcp-session-id")
             assert sid is not None
+            echo = await exchange(
+                http,
+                "POST",
+                url,
+                body=legacy_message(
+                    "tools/call", {"name": "echo", "arguments": {"text": "hi"}}, request_id=2
+                ),
+                headers=_headers(token, sid),
+            )
+            assert echo.status == 200 and b"hi" in echo.raw, echo.raw
             gone = await exchange(http, "DELETE", url, headers=_headers(token, sid))
             assert gone.status in (200, 204), gone.raw
             refused = await exchange(
@@ -114,6 +125,12 @@ async def test_sessions_and_refusals_are_in_the_trail_without_ids_or_tokens(
         r["event"]["kind"] for r in map(orjson.loads, raw.splitlines()) if r.get("type") == "event"
     ]
     assert {"session.opened", "session.closed", "auth.failed"} <= set(kinds)
+    # The access log names the session of a call by the same digest.
+    assert any(
+        r["event"]["kind"] == "call.ended" and r["event"]["session_id"] == session_ref(sid)
+        for r in map(orjson.loads, raw.splitlines())
+        if r.get("type") == "event"
+    )
     # Bearer material never lands in the trail: not the session id, not either token.
     for secret in (sid, token, forged):
         assert secret.encode() not in raw

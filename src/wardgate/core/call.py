@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from wardgate.core.context import CallContext, TraceContext
 from wardgate.core.obligations import Obligations
 from wardgate.errors import Denied, UpstreamError, UpstreamTimeout, WardgateError
-from wardgate.telemetry.events import CallEnded, UpstreamResult
+from wardgate.telemetry.events import CallEnded, UpstreamResult, session_ref
 from wardgate.wire.jsonrpc import Message
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class Call:
                 ctx.principal.tenant,
                 ctx.transport,
                 ctx.era,
-                ctx.session_id,
+                session_ref(ctx.session_id) if ctx.session_id is not None else None,
                 outcome.status,
                 outcome.code,
                 http_status,

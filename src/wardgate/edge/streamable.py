@@ -44,7 +44,7 @@ from wardgate.errors import (
 )
 from wardgate.routing.route import Route
 from wardgate.routing.sessions import GatewaySession, SessionStore
-from wardgate.telemetry.events import CallEnded
+from wardgate.telemetry.events import CallEnded, session_ref
 from wardgate.upstream.seam import Event, Reply
 from wardgate.wire.jsonrpc import (
     DEFAULT_MAX_JSON_DEPTH,
@@ -318,7 +318,7 @@ class StreamableHttpEndpoint:
                 ctx.principal.tenant,
                 ctx.transport,
                 ctx.era,
-                ctx.session_id,
+                session_ref(ctx.session_id) if ctx.session_id is not None else None,
                 "ok" if status is not None and status < 400 else "error",
                 None,
                 status,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from wardgate.errors import TooManySessions
 from wardgate.identity.principal import BindingKey
-from wardgate.telemetry.events import GatewayEvent, SessionClosed, SessionOpened
+from wardgate.telemetry.events import GatewayEvent, SessionClosed, SessionOpened, session_ref
 from wardgate.upstream.seam import Upstream, UpstreamSession
 
 if TYPE_CHECKING:
@@ -36,12 +35,6 @@ log = logging.getLogger("wardgate.routing.sessions")
 
 Sleep = Callable[[float], Awaitable[None]]
 Emit = Callable[[GatewayEvent], None]
-
-
-def session_ref(session_id: str) -> str:
-    """What events and logs name a session by: a digest, never the id itself (an id
-    read from a log must not be usable as a session handle)."""
-    return hashlib.sha256(session_id.encode()).hexdigest()[:24]
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ dataclass costs several times as much to build (every field set through
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,9 +28,16 @@ __all__ = [
     "SessionClosed",
     "SessionOpened",
     "UpstreamResult",
+    "session_ref",
 ]
 
 log = logging.getLogger("wardgate.telemetry")
+
+
+def session_ref(session_id: str) -> str:
+    """What events, logs and spans name a session by: the first 96 bits of SHA-256 of
+    its id, never the id itself (an id read from a log must not work as a handle)."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:24]
 
 
 @dataclass(slots=True)

@@ -37,7 +37,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from wardgate.config.telemetry import DEFAULT_REDACT_KEYS, TracingConfig
 from wardgate.core.context import TraceContext
 from wardgate.policy.decision_log import PolicyDecided
-from wardgate.telemetry.events import GatewayEvent, GuardDecision, UpstreamResult
+from wardgate.telemetry.events import GatewayEvent, GuardDecision, UpstreamResult, session_ref
 
 if TYPE_CHECKING:
     from wardgate.content.redactor import Redactor
@@ -271,7 +271,9 @@ class Tracing:
                     "enduser.id": principal.subject,
                     "wardgate.tenant": principal.tenant,
                     "wardgate.transport": ctx.transport,
-                    "mcp.session.id": ctx.session_id,
+                    "mcp.session.id": (
+                        session_ref(ctx.session_id) if ctx.session_id is not None else None
+                    ),
                     "client.address": ctx.client_addr,
                 }
             ),

@@ -271,6 +271,9 @@ class Gateway:
         if self.limits is not None:
             await self.limits.aclose()
         await self.telemetry.aclose()
+        for sink in self.events.sinks:
+            if isinstance(sink, JsonLinesSink):
+                sink.flush()  # the last loop step's lines
 
 
 def _sealer(config: SealedSessionsConfig | None) -> SessionSealer | None:

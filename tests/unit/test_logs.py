@@ -65,3 +65,45 @@ def test_an_event_line_cannot_be_forged() -> None:
     assert len(lines) == 1
     entry = json.loads(lines[0])
     assert entry["kind"] == "guard.decision" and entry["subject"] == forged
+
+
+class _CountingStream(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        return super().write(data)
+
+
+async def test_lines_of_one_loop_step_leave_in_one_write_and_nothing_is_lost() -> None:
+    import asyncio
+
+    stream = _CountingStream()
+    sink = JsonLinesSink(stream)
+    events = [
+        GuardDecision(f"d{i}", "r", "g", "tools/call", "t", "s", False, None, "x")
+        for i in range(50)
+    ]
+    for event in events:
+        sink.emit(event)
+    assert stream.writes == 0  # pending until the step ends
+    await asyncio.sleep(0)
+    assert stream.writes == 1
+    ids = [json.loads(line)["decision_id"] for line in stream.getvalue().splitlines()]
+    assert ids == [f"d{i}" for i in range(50)]
+    # The next step starts a new batch; flush() writes what is pending at once.
+    sink.emit(events[0])
+    sink.flush()
+    assert stream.writes == 2 and len(stream.getvalue().splitlines()) == 51
+    await asyncio.sleep(0)
+    assert stream.writes == 2
+
+
+def test_outside_an_event_loop_a_line_is_written_at_once() -> None:
+    stream = _CountingStream()
+    JsonLinesSink(stream).emit(
+        GuardDecision("d1", "r", "g", "tools/call", "t", "s", False, None, "x")
+    )
+    assert stream.writes == 1 and stream.getvalue().endswith(b"\n")

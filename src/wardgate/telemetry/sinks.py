@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sys
 import time
@@ -33,7 +34,10 @@ class JsonLinesSink:
     """One JSON object a line, written straight to a binary stream (no ``logging``).
 
     orjson escapes every control character, so no field value can end a line early
-    or forge a record. Write errors are counted, never raised into a call.
+    or forge a record. Write errors are counted, never raised into a call. On an event
+    loop, the lines of one loop step are written together at its end (one system call
+    for every call that ended in that step, not one each); elsewhere at once.
+    :meth:`flush` writes what is pending (the gateway calls it when it closes).
     """
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
@@ -41,6 +45,7 @@ class JsonLinesSink:
         self.failed = 0
         self._second = -1
         self._stamp = ""
+        self._pending: list[bytes] | None = None
 
     def _timestamp(self, now: float) -> str:
         second = int(now)
@@ -54,10 +59,32 @@ class JsonLinesSink:
         # fields (every event has fields, so the object is never empty).
         head = f'{{"ts":"{self._timestamp(time.time())}","kind":"{event.kind}",'.encode()
         try:
-            body = orjson.dumps(event, default=str)
-            self._stream.write(head + body[1:] + b"\n")
+            line = head + orjson.dumps(event, default=str)[1:] + b"\n"
+        except TypeError:
+            self.failed += 1
+            return
+        if self._pending is not None:
+            self._pending.append(line)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(line)
+            return
+        self._pending = [line]
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the lines still pending."""
+        lines, self._pending = self._pending, None
+        if lines:
+            self._write(lines[0] if len(lines) == 1 else b"".join(lines))
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._stream.write(data)
             self._stream.flush()
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError):
             self.failed += 1
 
 

@@ -1,10 +1,12 @@
 """The gVisor runner: each server in its own ``runsc`` sandbox from an OCI bundle.
 
-The bundle has an empty read-only root, read-only binds of ``/usr`` and the paths the
-operator lists, a size-bounded tmpfs on ``/tmp``, no capabilities, no new privileges,
-an unprivileged uid, ``--network=none`` (loopback only), and cgroup limits on memory
-and pids (``linux.resources``). gVisor's own kernel (the Sentry, itself under a
-seccomp filter) answers the server's system calls.
+The bundle has an empty read-only root (holding the host's ``/bin``-style links into
+``/usr``), read-only binds of ``/usr`` and the paths the operator lists, a size-bounded
+tmpfs on ``/tmp``, no capabilities, no new privileges, an unprivileged uid,
+``--network=none`` (loopback only), and cgroup limits on memory and pids (the
+gateway's cgroup, which ``runsc run`` starts in; see :meth:`GVisorRunner.spawn`).
+gVisor's own kernel (the Sentry, itself under a seccomp filter) answers the server's
+system calls.
 
 Tested with Debian bookworm's ``runsc`` 0.0~20221219.0 (run as root, not rootless).
 """
@@ -41,6 +43,18 @@ def _bind(path: str, dest: str | None = None) -> dict[str, Any]:
     }
 
 
+def root_links() -> dict[str, str]:
+    """``/bin``, ``/lib``, ... that are symbolic links on the host (merged ``/usr``):
+    name -> target. The bundle's root gets the same links instead of a bind mount
+    each (every mount costs runsc about 13 ms of start here)."""
+    links = {}
+    for link in ("bin", "lib", "lib64", "sbin"):
+        host = Path("/") / link
+        if host.is_symlink():
+            links[link] = str(host.readlink())
+    return links
+
+
 def oci_config(
     profile: SandboxProfile,
     argv: Sequence[str],
@@ -59,8 +73,9 @@ def oci_config(
         },
         _bind("/usr"),
     ]
+    links = root_links()
     for link in ("bin", "lib", "lib64", "sbin"):
-        if (Path("/") / link).exists():
+        if link not in links and (Path("/") / link).exists():
             mounts.append(_bind(f"/{link}"))
     mounts += [_bind(p) for p in profile.read_only]
     mounts += [_bind(host, f"{SECRETS_DIR}/{name}") for name, host in secret_paths.items()]
@@ -176,7 +191,10 @@ class GVisorRunner(RunnerBase):
         child_env = sandbox_env(env, proxy=profile.egress_socket is not None)
         for name in secret_paths:
             child_env[f"{name}_FILE"] = f"{SECRETS_DIR}/{name}"
-        (box.dir / "rootfs").mkdir()
+        rootfs = box.dir / "rootfs"
+        rootfs.mkdir()
+        for name, target in root_links().items():
+            (rootfs / name).symlink_to(target)
         config = oci_config(profile, program, child_env, cwd, secret_paths)
         (box.dir / "config.json").write_text(json.dumps(config))
         return [

@@ -291,6 +291,25 @@ async def test_a_command_too_large_for_a_launcher_starts_directly(tmp_path: Path
     assert not _launcher_pids(os.getpid())
 
 
+@needs_bwrap
+async def test_a_launcher_gone_when_handed_out_falls_back_to_a_direct_start(
+    tmp_path: Path,
+) -> None:
+    runner = BubblewrapRunner(PROFILE, root=tmp_path / "state")
+    assert await runner.prepare()
+    (launcher,) = runner._launchers._ready  # reach in: its death between ready and use
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    os.close(launcher.control)  # the launcher sees end of file and exits
+    launcher.control = write_end  # and writing its command fails (EPIPE)
+    proc = await runner.spawn([PYTHON, "-I", "-S", "-c", IDLE], {}, None)
+    assert proc is not launcher.proc
+    assert await _line(proc) == "up"
+    await stop_process_group(proc)
+    await runner.aclose()
+    assert not any((tmp_path / "state").iterdir())
+
+
 async def test_the_pool_hands_out_each_launcher_once() -> None:
     made: list[Launcher] = []
 

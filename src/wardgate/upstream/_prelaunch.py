@@ -58,12 +58,15 @@ class Launcher:
     netns: bool
 
     def run(self, argv: Sequence[str], env: Mapping[str, str]) -> bool:
-        """Hand the launcher its command (it execs it); False if it is too large."""
+        """Hand the launcher its command (it execs it); False if it is too large or
+        the launcher is gone (the caller then starts the sandbox directly)."""
         data = json.dumps({"argv": list(argv), "env": dict(env)}).encode()
         if len(data) > MAX_COMMAND:
             return False
         try:
-            os.write(self.control, data)
+            os.write(self.control, data)  # into an empty pipe's buffer: does not block
+        except OSError:  # it died after it was handed out (EPIPE)
+            return False
         finally:
             self.discard()
         return True

@@ -87,8 +87,13 @@ async def start_launcher(
     ``seccomp``: a filter program the launcher keeps open for ``bwrap --seccomp``.
     ``watch`` is called with the launcher as soon as its process exists (the runner
     removes the box when it exits). None, with the reason logged, if it cannot run.
+
+    Raises:
+        ValueError: ``box`` has no cgroup.
+        OSError: the launcher could not be started at all.
     """
-    assert box.cgroup is not None
+    if box.cgroup is None:
+        raise ValueError(f"sandbox {box.name}: a launcher needs the sandbox's cgroup")
     read_end, write_end = os.pipe()
     seccomp_fd: int | None = None
     try:

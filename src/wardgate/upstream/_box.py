@@ -164,6 +164,9 @@ class RunnerBase:
     program = ""
     #: Whether a launcher also makes the sandbox's network namespace.
     launcher_netns = False
+    #: Seconds after a launcher is handed out before the next one starts: by then the
+    #: sandbox should have forked its processes (see :class:`LauncherPool`).
+    launcher_delay = 0.25
 
     def __init__(
         self,
@@ -187,7 +190,9 @@ class RunnerBase:
         self._root = root or default_root()
         self._egress = egress
         self._tasks: set[asyncio.Task[None]] = set()
-        self._launchers = LauncherPool(self._new_launcher, size=1 if prelaunch else 0)
+        self._launchers = LauncherPool(
+            self._new_launcher, size=1 if prelaunch else 0, delay=self.launcher_delay
+        )
         sweep(self._root)
 
     def _cgroup_pids(self) -> int:

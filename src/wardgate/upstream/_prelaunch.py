@@ -166,11 +166,25 @@ def _stop(launcher: Launcher) -> None:
 
 
 class LauncherPool:
-    """Keeps ``size`` launchers ready; :meth:`take` hands one out and starts the next."""
+    """Keeps ``size`` launchers ready; :meth:`take` hands one out and starts the next
+    ``delay`` seconds later.
 
-    def __init__(self, make: Callable[[], Awaitable[Launcher | None]], size: int = 1) -> None:
+    The delay matters: a launcher's cgroup join holds the kernel's
+    ``cgroup_threadgroup_rwsem`` for writing through an RCU grace period, and every
+    ``fork``/``clone`` on the host (threads too) waits for it meanwhile; the sandbox just
+    handed out should be done forking first. Measured: bubblewrap +7.6/+8.6 ms over
+    bare with the next launcher started at once, +3.7/+2.9 ms with it 0.25 s later.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], Awaitable[Launcher | None]],
+        size: int = 1,
+        delay: float = 0.0,
+    ) -> None:
         self._make = make
         self._size = size
+        self._delay = delay
         self._ready: list[Launcher] = []
         self._filling: asyncio.Task[None] | None = None
         self._broken = False
@@ -185,23 +199,24 @@ class LauncherPool:
                 launcher = candidate
             else:
                 candidate.discard()
-        self._refill()
+        self._refill(self._delay)
         return launcher
 
     async def ready(self) -> bool:
         """Fill the pool now; whether a launcher is ready."""
-        self._refill()
+        self._refill(0.0)
         if self._filling is not None:
             await asyncio.shield(self._filling)
         return bool(self._ready)
 
-    def _refill(self) -> None:
+    def _refill(self, delay: float) -> None:
         if self._broken or self._closed or self._filling is not None or not self._size:
             return
-        self._filling = asyncio.get_running_loop().create_task(self._fill())
+        self._filling = asyncio.get_running_loop().create_task(self._fill(delay))
 
-    async def _fill(self) -> None:
+    async def _fill(self, delay: float) -> None:
         try:
+            await asyncio.sleep(delay)
             while len(self._ready) < self._size and not self._closed:
                 launcher = await self._make()
                 if launcher is None:

@@ -120,6 +120,7 @@ class GVisorRunner(RunnerBase):
 
     program = "runsc"
     name = "gvisor"
+    launcher_delay = 0.5  # runsc run starts many host threads for ~0.25 s
 
     @staticmethod
     def supports(profile: SandboxProfile) -> bool:

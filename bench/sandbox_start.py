@@ -2,11 +2,15 @@
 proxy's overhead on a loopback HTTP fetch.
 
 Launch, for a small Python stdio server (raw JSON-RPC, no SDK import, so that the
-sandbox's own cost is not lost in the server's start), median of N runs each:
+sandbox's own cost is not lost in the server's start), median of N runs each, the
+variants taken in turn within each round so that they share the machine's noise:
 
 * bare (``insecure-none``, the plain process runner),
-* bubblewrap (``BubblewrapRunner``, with its cgroup and secret file),
-* gVisor (``GVisorRunner``, an OCI bundle per sandbox), beside ``runsc do true``.
+* bubblewrap (``BubblewrapRunner``, with its cgroup), from a launcher made ahead
+  (``upstream/_prelaunch.py``) and, for comparison, started directly,
+* gVisor (``GVisorRunner``, an OCI bundle per sandbox), the same two ways,
+* ``runsc --network=none do true`` and the same server under ``runsc do`` (gVisor's
+  own cost for this server, without Wardgate's runner).
 
 Egress: median latency of a GET of a loopback page, direct vs through the
 :class:`~wardgate.net.egress.EgressProxy` (absolute-form request over its unix socket).
@@ -31,8 +35,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from wardgate.net.egress import EgressProxy, EgressRules
+from wardgate.upstream._box import RunnerBase
 from wardgate.upstream._process import stop_process_group
 from wardgate.upstream.bwrap import BubblewrapRunner
 from wardgate.upstream.gvisor import GVisorRunner
@@ -121,38 +127,108 @@ async def _egress(runs: int, root: Path) -> tuple[float, float]:
     return statistics.median(direct), statistics.median(proxied)
 
 
+class _RunscDo:
+    """The server under plain ``runsc --network=none do`` (no bundle, no limits)."""
+
+    name = "runsc-do"
+
+    async def spawn(
+        self, argv: list[str], env: dict[str, str], cwd: str | None
+    ) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            "runsc",
+            "--network=none",
+            "do",
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+
+
+async def _rounds(
+    runners: dict[str, Sandbox], server: Path, runs: int, settle: float, between: Any = None
+) -> dict[str, float]:
+    """Median launch time of each runner, taken in turn within each round."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        await _launch(runner, server)  # warm the page cache; make the first launcher
+    for _ in range(runs):
+        for name, runner in runners.items():
+            await asyncio.sleep(settle)  # the last one's clean-up, off the next's clock
+            times[name].append(await _launch(runner, server))
+        if between is not None:
+            between()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _report(results: dict[str, float]) -> None:
+    for name, value in results.items():
+        extra = (
+            f"  (+{(value - results['bare']) * 1000:.1f} ms over bare)" if name != "bare" else ""
+        )
+        print(f"launch -> initialize  {name:<13} median {value * 1000:7.1f} ms{extra}")
+
+
 async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = Path(tmp) / "server.py"
         server.write_text(SERVER)
-        base = BASE
-        profile = SandboxProfile(read_only=(sys.prefix, base, str(server)))
-        runners: dict[str, Sandbox] = {"bare": PlainProcessRunner()}
-        if shutil.which("bwrap"):
-            runners["bubblewrap"] = BubblewrapRunner(profile, root=Path(tmp) / "s")
-        if shutil.which("runsc"):
-            runners["gvisor"] = GVisorRunner(profile, root=Path(tmp) / "s")
+        profile = SandboxProfile(read_only=(sys.prefix, BASE, str(server)))
+        root = Path(tmp) / "s"
         logging.disable(logging.WARNING)  # the bare runner's warning, once per launch
-        results = {}
-        for name, runner in runners.items():
-            await _launch(runner, server)  # warm the page cache
-            results[name] = statistics.median([await _launch(runner, server) for _ in range(runs)])
-        for name, value in results.items():
-            extra = (
-                f"  (+{(value - results['bare']) * 1000:.1f} ms over bare)"
-                if name != "bare"
-                else ""
+        closing: list[RunnerBase] = []
+        if shutil.which("bwrap"):
+            # bubblewrap beside bare only: gVisor's heavy start and teardown would
+            # blur a difference of a few milliseconds.
+            fast, slow = (
+                BubblewrapRunner(profile, root=root),
+                BubblewrapRunner(profile, root=root, prelaunch=False),
             )
-            print(f"launch -> initialize  {name:<11} median {value * 1000:7.1f} ms{extra}")
-        if "gvisor" in results:
-            do_true = statistics.median([_runsc_do_true() for _ in range(runs)])
-            server_own = results["bare"]
-            bound = 1.3 * do_true + server_own
+            closing += [fast, slow]
+            group: dict[str, Sandbox] = {
+                "bare": PlainProcessRunner(),
+                "bubblewrap": fast,
+                "bwrap-direct": slow,
+            }
+            results = await _rounds(group, server, runs, 0.1)
+            _report(results)
+            added = results["bubblewrap"] - results["bare"]
+            print(f"bubblewrap target +10 ms over bare: {'met' if added <= 0.010 else 'MISSED'}")
+        if shutil.which("runsc"):
+            fast_g, direct_g = (
+                GVisorRunner(profile, root=root),
+                GVisorRunner(profile, root=root, prelaunch=False),
+            )
+            closing += [fast_g, direct_g]
+            do_true: list[float] = []
+            group = {
+                "bare": PlainProcessRunner(),
+                "gvisor": fast_g,
+                "gvisor-direct": direct_g,
+                "runsc-do": _RunscDo(),  # type: ignore[dict-item]
+            }
+            results = await _rounds(
+                group, server, runs, 0.2, lambda: do_true.append(_runsc_do_true())
+            )
+            _report(results)
+            true = statistics.median(do_true)
+            bound = 1.3 * true + results["bare"]
             print(
-                f"runsc do true        median {do_true * 1000:7.1f} ms; gVisor target "
-                f"1.3 x do-true + server ({bound * 1000:.1f} ms): "
+                f"runsc do true        median {true * 1000:7.1f} ms; gVisor target "
+                f"1.3 x do-true + server run bare ({bound * 1000:.1f} ms): "
                 f"{'met' if results['gvisor'] <= bound else 'MISSED'}"
             )
+            # The server's own start under gVisor (``runsc do SERVER`` - ``runsc do true``):
+            # what gVisor itself costs this server, whoever launches it.
+            inside = results["runsc-do"] - true
+            fair = 1.3 * true + inside
+            print(
+                f"server start inside gVisor {inside * 1000:.1f} ms; 1.3 x do-true + that "
+                f"({fair * 1000:.1f} ms): {'met' if results['gvisor'] <= fair else 'MISSED'}"
+            )
+        for runner in closing:
+            await runner.aclose()
         direct, proxied = await _egress(runs * 10, Path(tmp))
         print(
             f"loopback GET         direct {direct * 1000:.3f} ms, via egress proxy "

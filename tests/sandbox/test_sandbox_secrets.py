@@ -41,15 +41,17 @@ async def _start(runner: BubblewrapRunner) -> StdioDriver:
 
 async def _gone(root: Path) -> None:
     # The runner removes the state once the sandbox's process has exited: bounded wait.
+    # (The launcher made ahead for the next sandbox holds no secret: see _prelaunch.py.)
     async with asyncio.timeout(10):
-        while any(root.iterdir()):  # no event for a directory's removal
+        while any(root.rglob("API_TOKEN")):  # no event for a file's removal
             await asyncio.sleep(0.02)
 
 
 async def test_each_sandbox_reads_its_own_secret_only(tmp_path: Path) -> None:
     root = tmp_path / "state"
-    a = await _start(_runner(root, "a", b"secret-of-a"))
-    b = await _start(_runner(root, "b", b"secret-of-b"))
+    runners = [_runner(root, "a", b"secret-of-a"), _runner(root, "b", b"secret-of-b")]
+    a = await _start(runners[0])
+    b = await _start(runners[1])
     mine = await a.call("read_file", path="/run/secrets/API_TOKEN")
     assert mine["escaped"] is True and "secret-of-a" in mine["detail"]
     for path in sorted(str(p) for p in root.rglob("API_TOKEN")):  # b's file, by host path
@@ -59,15 +61,21 @@ async def test_each_sandbox_reads_its_own_secret_only(tmp_path: Path) -> None:
     await stop_process_group(a.proc)
     await stop_process_group(b.proc)
     await _gone(root)
+    for runner in runners:
+        await runner.aclose()
+    assert not any(root.iterdir())
 
 
 async def test_secret_file_removed_when_the_sandbox_is_killed(tmp_path: Path) -> None:
     root = tmp_path / "state"
-    server = await _start(_runner(root, "k", b"v"))
+    runner = _runner(root, "k", b"v")
+    server = await _start(runner)
     assert list(root.rglob("API_TOKEN"))
     os.killpg(server.proc.pid, signal.SIGKILL)
     await exited(server.proc)
     await _gone(root)
+    await runner.aclose()
+    assert not any(root.iterdir())
 
 
 def test_start_up_sweep_removes_a_dead_gateways_leftovers(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from wardgate.errors import ConfigError
 from wardgate.net.egress import EgressProxy
 from wardgate.upstream._cgroup import Cgroup
+from wardgate.upstream._prelaunch import Launcher, LauncherPool, start_launcher
 from wardgate.upstream._process import exited
 
 if TYPE_CHECKING:
@@ -155,11 +156,17 @@ class Box:
 
 class RunnerBase:
     """What both sandbox runners hold: their program, the profile, the state root swept
-    of what dead gateways left, the egress proxy, and the clean-up tasks in flight."""
+    of what dead gateways left, the egress proxy, the clean-up tasks in flight, and the
+    launcher made ahead of the next sandbox (``_prelaunch.py``)."""
 
     name = "sandbox"
     #: The runner's program on the host (``bwrap``, ``runsc``).
     program = ""
+    #: Whether a launcher also makes the sandbox's network namespace.
+    launcher_netns = False
+    #: Seconds after a launcher is handed out before the next one starts: by then the
+    #: sandbox should have forked its processes (see :class:`LauncherPool`).
+    launcher_delay = 0.25
 
     def __init__(
         self,
@@ -167,9 +174,13 @@ class RunnerBase:
         *,
         root: Path | None = None,
         egress: EgressProxy | None = None,
+        prelaunch: bool = True,
     ) -> None:
-        """Raises:
-        ConfigError: the runner's program is not installed.
+        """``prelaunch=False``: every sandbox starts directly, none from a launcher
+        made ahead (for comparison; slower, same profile).
+
+        Raises:
+            ConfigError: the runner's program is not installed.
         """
         found = shutil.which(self.program)
         if found is None:
@@ -179,10 +190,66 @@ class RunnerBase:
         self._root = root or default_root()
         self._egress = egress
         self._tasks: set[asyncio.Task[None]] = set()
+        self._launchers = LauncherPool(
+            self._new_launcher, size=1 if prelaunch else 0, delay=self.launcher_delay
+        )
         sweep(self._root)
 
+    def _cgroup_pids(self) -> int:
+        """The pids bound of the sandbox's cgroup."""
+        return self.profile.pids
+
+    def _seccomp_program(self) -> bytes | None:
+        """A seccomp filter the launcher holds open for the runner (bwrap's)."""
+        return None
+
+    def _new_box(self) -> Box:
+        box = Box(self._root, self.profile.upstream)
+        box.cgroup = Cgroup.create(box.name, self.profile.memory_bytes, self._cgroup_pids())
+        return box
+
+    def _watch(self, proc: asyncio.subprocess.Process, box: Box) -> None:
+        task = box.watch(proc)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _new_launcher(self) -> Launcher | None:
+        box = self._new_box()
+        if box.cgroup is None:
+            await box.close()
+            log.info("sandbox %s: no writable cgroup, sandboxes start on request", self.name)
+            return None
+        watched = False
+
+        def watch(launcher: Launcher) -> None:
+            nonlocal watched
+            watched = True
+            self._watch(launcher.proc, box)
+
+        try:
+            return await start_launcher(
+                box, netns=self.launcher_netns, seccomp=self._seccomp_program(), watch=watch
+            )
+        except BaseException:
+            if not watched:
+                await box.close()
+            raise
+
+    async def prepare(self) -> bool:
+        """Make the next sandbox's launcher now rather than after the first start (a
+        spawn takes it when ready); whether one is ready. False where the host does
+        not let the gateway make one (the reason is logged): sandboxes then start
+        directly, with the same profile."""
+        return await self._launchers.ready()
+
+    def _take_launcher(self) -> Launcher | None:
+        """The launcher made ahead for this sandbox, or None: start it directly."""
+        return self._launchers.take()
+
     async def aclose(self) -> None:
-        """Wait for the clean-up of sandboxes already stopped; stop the egress proxy."""
+        """Stop idle launchers, wait for the clean-up of sandboxes already stopped; stop
+        the egress proxy."""
+        await self._launchers.aclose()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._egress is not None:
             await self._egress.aclose()

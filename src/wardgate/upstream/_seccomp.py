@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import platform
 import struct
+from functools import cache
 
 __all__ = ["filter_bytes"]
 
@@ -48,8 +49,9 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
+@cache
 def filter_bytes() -> bytes | None:
-    """The filter program for ``bwrap --seccomp FD``, or None off x86_64."""
+    """The filter program for ``bwrap --seccomp FD``, or None off x86_64 (built once)."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return None
     rules = [(nr, _RET_ERRNO | errno.EPERM) for nr in sorted(_DENIED.values())]

@@ -49,13 +49,30 @@ def bwrap_argv(
     secret_paths: Mapping[str, str],
     seccomp_fd: int | None = None,
     etc_files: Mapping[str, str] | None = None,
+    *,
+    new_netns: bool = True,
 ) -> list[str]:
     """The full ``bwrap`` command line for ``argv`` under ``profile``; ``etc_files``
     (sandbox path -> host path, from :func:`~wardgate.upstream.tcp_egress.write_etc`)
-    are bound read-only."""
+    are bound read-only.
+
+    ``new_netns=False``: the caller already runs bwrap in a network namespace made for
+    this sandbox alone (a launcher's, ``_prelaunch.py``); bwrap makes every other one.
+    """
+    unshare = (
+        ["--unshare-all"]  # user, ipc, pid, net, uts, cgroup namespaces
+        if new_netns
+        else [
+            "--unshare-user-try",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+        ]
+    )
     args = [
         bwrap,
-        "--unshare-all",  # user, ipc, pid, net, uts, cgroup namespaces
+        *unshare,
         "--die-with-parent",
         "--new-session",
         "--cap-drop",
@@ -105,6 +122,15 @@ def forwarder_argv(profile: SandboxProfile) -> list[str]:
     return [sys.executable, "-I", "-S", FORWARDER_IN, EGRESS_SOCKET, *tcp, "--"]
 
 
+def _child_env(
+    profile: SandboxProfile, env: Mapping[str, str], secret_paths: Mapping[str, str]
+) -> dict[str, str]:
+    child_env = sandbox_env(env, proxy=profile.egress_socket is not None)
+    for name in secret_paths:
+        child_env[f"{name}_FILE"] = f"{SECRETS_DIR}/{name}"
+    return child_env
+
+
 def _seccomp_fd(directory: Path) -> int | None:
     """A descriptor bwrap reads the seccomp filter from (None: no filter for this arch)."""
     program = filter_bytes()
@@ -116,10 +142,18 @@ def _seccomp_fd(directory: Path) -> int | None:
 
 
 class BubblewrapRunner(RunnerBase):
-    """A :class:`~wardgate.upstream.sandbox.Sandbox` running servers under ``bwrap``."""
+    """A :class:`~wardgate.upstream.sandbox.Sandbox` running servers under ``bwrap``.
+
+    A sandbox starts from the launcher made ahead for it (its cgroup joined, its own
+    network namespace made: ``_prelaunch.py``) when one is ready, else directly.
+    """
 
     program = "bwrap"
     name = "bubblewrap"
+    launcher_netns = True
+
+    def _seccomp_program(self) -> bytes | None:
+        return filter_bytes()
 
     async def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
@@ -129,13 +163,29 @@ class BubblewrapRunner(RunnerBase):
         program = resolve_program(argv[0], env, cwd)
         if self._egress is not None:
             await self._egress.start()  # the socket must exist before bwrap binds it
+        launcher = self._take_launcher()
+        if launcher is not None:
+            try:
+                secret_paths = launcher.box.write_secrets(profile.secrets)
+                command = bwrap_argv(
+                    self._program,
+                    profile,
+                    [program, *argv[1:]],
+                    cwd,
+                    secret_paths,
+                    launcher.seccomp_fd,
+                    write_etc(launcher.box.dir, profile.tcp_forwards),
+                    new_netns=False,
+                )
+                if launcher.run(command, _child_env(profile, env, secret_paths)):
+                    return launcher.proc
+            finally:
+                launcher.discard()  # unused, it exits; its box goes with it
         box = Box(self._root, profile.upstream)
         seccomp_fd: int | None = None
         try:
             secret_paths = box.write_secrets(profile.secrets)
-            child_env = sandbox_env(env, proxy=profile.egress_socket is not None)
-            for name in secret_paths:
-                child_env[f"{name}_FILE"] = f"{SECRETS_DIR}/{name}"
+            child_env = _child_env(profile, env, secret_paths)
             box.cgroup = Cgroup.create(box.name, profile.memory_bytes, profile.pids)
             limits = (
                 box.cgroup.join_preexec()
@@ -179,7 +229,5 @@ class BubblewrapRunner(RunnerBase):
         finally:
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
-        task = box.watch(proc)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._watch(proc, box)
         return proc

@@ -117,7 +117,9 @@ class BubblewrapRunner(RunnerBase):
             child_env = sandbox_env(env, proxy=profile.egress_socket is not None)
             for name in secret_paths:
                 child_env[f"{name}_FILE"] = f"{SECRETS_DIR}/{name}"
-            box.cgroup = Cgroup.create(box.name, profile.memory_bytes, profile.pids)
+            box.cgroup = Cgroup.create(
+                box.name, profile.memory_bytes, profile.pids, cpu=profile.cpu
+            )
             limits = (
                 box.cgroup.join_preexec()
                 if box.cgroup is not None

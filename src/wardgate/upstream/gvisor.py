@@ -2,8 +2,8 @@
 
 The bundle has an empty read-only root, read-only binds of ``/usr`` and the paths the
 operator lists, a size-bounded tmpfs on ``/tmp``, no capabilities, no new privileges,
-an unprivileged uid, ``--network=none`` (loopback only), and cgroup limits on memory
-and pids (``linux.resources``). gVisor's own kernel (the Sentry, itself under a
+an unprivileged uid, ``--network=none`` (loopback only), and cgroup limits on memory,
+CPU and pids (``linux.resources``). gVisor's own kernel (the Sentry, itself under a
 seccomp filter) answers the server's system calls.
 
 Tested with Debian bookworm's ``runsc`` 0.0~20221219.0 (run as root, not rootless).
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wardgate.upstream._box import SECRETS_DIR, Box, RunnerBase
+from wardgate.upstream._cgroup import CPU_PERIOD_US
 from wardgate.upstream._preexec import chain, die_with_parent
 from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
@@ -38,6 +39,13 @@ def _bind(path: str, dest: str | None = None) -> dict[str, Any]:
         "source": path,
         "options": ["rbind", "ro", "nosuid", "nodev"],
     }
+
+
+def _cpu(cores: float | None) -> dict[str, Any]:
+    """OCI ``linux.resources.cpu``: ``cores`` of CPU time per wall-clock period."""
+    if cores is None:
+        return {}
+    return {"cpu": {"quota": max(1000, int(cores * CPU_PERIOD_US)), "period": CPU_PERIOD_US}}
 
 
 def oci_config(
@@ -94,6 +102,7 @@ def oci_config(
                 "memory": {"limit": profile.memory_bytes, "swap": profile.memory_bytes},
                 # The Sentry and gofer run their own host threads inside this cgroup.
                 "pids": {"limit": profile.pids + _SENTRY_THREADS},
+                **_cpu(profile.cpu),
             },
         },
     }

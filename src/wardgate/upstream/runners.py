@@ -74,6 +74,7 @@ def build_sandbox(
         scratch_bytes=limits.scratch_mib * _MIB,
         memory_bytes=limits.memory_mib * _MIB,
         pids=limits.pids,
+        cpu=limits.cpu,
         egress_socket=egress.path if egress is not None else None,
         secrets=secrets or {},
     )

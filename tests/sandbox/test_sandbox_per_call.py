@@ -88,7 +88,11 @@ async def answer(reply: Reply) -> Any:
 
 async def handshake(session: UpstreamSession) -> None:
     """A client's own handshake with its dedicated session."""
-    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}
+    params = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    }
     init = {"jsonrpc": "2.0", "id": next(_ids), "method": "initialize", "params": params}
     reply = await session.request(init, {})
     async for _ in reply.events:
@@ -292,3 +296,38 @@ async def test_shutdown_mid_call_and_with_a_full_pool_leaves_nothing(
     assert not any((tmp_path / "state").iterdir())
     with pytest.raises(Exception):  # noqa: B017 - the call in flight fails, whatever the error
         await within(answer(pending))
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed")
+async def test_per_call_from_the_config_through_the_gateway_with_the_sdk_client() -> None:
+    from mcp import Client
+
+    from support.servers import run_gateway
+
+    paths = [sys.prefix, str(BASE), str(SERVER.parent)]
+    config = {
+        "sandbox": {"allowed_host_paths": paths},
+        "upstreams": {
+            "runner": {
+                "transport": "stdio",
+                "command": [str(PREFIX / "bin" / "python"), str(SERVER)],
+                "sandbox": "bubblewrap",
+                "read_only_paths": paths,
+                "sandbox_limits": {"cpu": 0.5},
+                "start": "eager",
+                "per_call": {"tools": ["whoami"], "warm_pool": 1, "max_concurrent": 2},
+            }
+        },
+        "routes": {"runner": {"upstreams": ["runner"]}},
+    }
+    async with run_gateway(config) as (url, gateway):
+        upstream = gateway.upstreams["runner"]
+        assert isinstance(upstream, StdioUpstream)
+        assert pool_of(upstream).ready == 1  # eager: filled at start-up
+        async with Client(f"{url}/mcp/runner", mode="legacy") as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert {"whoami", "burn"} <= tools
+            one = json.loads((await client.call_tool("whoami", {})).content[0].text)  # type: ignore[union-attr]
+            two = json.loads((await client.call_tool("whoami", {})).content[0].text)  # type: ignore[union-attr]
+            assert one["boot"] != two["boot"]
+            assert not [n for n in two["seen"] if n.startswith("mark-")]

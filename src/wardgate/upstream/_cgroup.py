@@ -18,6 +18,8 @@ _ROOT = Path("/sys/fs/cgroup")
 #: The CFS period a CPU bound is expressed in (the kernel's default, 100 ms).
 CPU_PERIOD_US = 100_000
 _V1_PARENTS = ("memory", "pids", "cpu", "cpuacct")
+#: Every v1 hierarchy runsc may make a container's cgroup in.
+_V1_RUNTIME = (*_V1_PARENTS, "blkio", "cpuset", "devices", "freezer", "net_cls", "systemd")
 
 
 def _quota(cores: float) -> int:
@@ -91,6 +93,14 @@ class Cgroup:
             raise
         return cls(dirs)
 
+    @classmethod
+    def made_by_runtime(cls, name: str) -> Cgroup:
+        """The cgroup a runtime (runsc) makes for container ``name`` at the top of each
+        hierarchy, so that the box removes it with the sandbox."""
+        if (_ROOT / "cgroup.controllers").is_file():
+            return cls([_ROOT / name])
+        return cls([_ROOT / c / name for c in _V1_RUNTIME])
+
     def cpu_usage_ns(self) -> int | None:
         """CPU time the sandbox used so far (ns), when the host accounts it."""
         for d in self.dirs:
@@ -139,11 +149,13 @@ class Cgroup:
         """Remove empty leftover cgroups whose name ``dead`` says a dead gateway made."""
         removed = 0
         parents = [_ROOT / "wardgate", *(_ROOT / c / "wardgate" for c in _V1_PARENTS)]
+        # runsc's own, named after the container (the box): the top of each hierarchy.
+        parents += [_ROOT, *(_ROOT / c for c in _V1_RUNTIME)]
         for parent in parents:
             if not parent.is_dir():
                 continue
             for d in parent.iterdir():
-                if dead(d.name):
+                if d.is_dir() and dead(d.name):
                     with contextlib.suppress(OSError):
                         d.rmdir()
                         removed += 1

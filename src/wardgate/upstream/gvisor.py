@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wardgate.upstream._box import SECRETS_DIR, Box, RunnerBase
-from wardgate.upstream._cgroup import CPU_PERIOD_US
+from wardgate.upstream._cgroup import CPU_PERIOD_US, Cgroup
 from wardgate.upstream._preexec import chain, die_with_parent
 from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
@@ -186,6 +186,8 @@ class GVisorRunner(RunnerBase):
             await done.wait()
 
         box.on_exit(delete)
+        # runsc makes the sandbox's cgroup itself; the box removes it after the delete.
+        box.cgroup = Cgroup.made_by_runtime(box.name)
         task = box.watch(proc)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -165,6 +165,11 @@ class StdioUpstream:
 
     # -- spare process (start = "eager") --------------------------------------------
 
+    @property
+    def spare_pid(self) -> int | None:
+        """The spare process waiting for the next session, if one does."""
+        return self._spare.pid if self._spare is not None else None
+
     async def spawn(self) -> asyncio.subprocess.Process:
         """A process for a session: the spare if one waits, else a fresh one."""
         spare, self._spare = self._spare, None

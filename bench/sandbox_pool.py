@@ -102,7 +102,7 @@ async def _runner(kind: str, runs: int, profile: SandboxProfile, argv: list[str]
         per_call: list[float] = []
         for _ in range(runs):
             await _filled(pool)
-            while pool.leases:  # the last call's sandbox is gone (no event says so)
+            while pool.leases:  # noqa: ASYNC110 - no event says the last sandbox is gone
                 await asyncio.sleep(0.002)
             t0 = time.perf_counter()
             await _call(up.shared_session(""))
@@ -133,12 +133,17 @@ async def _runner(kind: str, runs: int, profile: SandboxProfile, argv: list[str]
     )
 
 
+def _write_server(tmp: str) -> Path:
+    server = Path(tmp) / "server.py"
+    server.write_text(SERVER)
+    server.chmod(0o644)
+    Path(tmp).chmod(0o755)
+    return server
+
+
 async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        server = Path(tmp) / "server.py"
-        server.write_text(SERVER)
-        server.chmod(0o644)
-        Path(tmp).chmod(0o755)
+        server = _write_server(tmp)
         profile = SandboxProfile(upstream="bench", read_only=(sys.prefix, BASE, str(server)))
         argv = [sys.executable, "-I", "-S", str(server)]
         print(f"runs {runs}; {os.cpu_count()} cores; figures are noisy on a shared machine")

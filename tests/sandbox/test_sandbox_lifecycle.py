@@ -154,3 +154,37 @@ async def test_eager_start_keeps_a_spare_sandbox_and_lazy_starts_none(tmp_path: 
         await up.aclose()
         await runner.aclose()
     assert not any((tmp_path / "eager").iterdir())  # the spare went too
+
+
+async def test_a_pool_of_a_crashing_server_fails_calls_cleanly_and_backs_off(
+    tmp_path: Path,
+) -> None:
+    from wardgate.config.sandboxing import PerCallSettings
+
+    runner = CountingRunner(PROFILE, root=tmp_path / "state")
+    up = StdioUpstream(
+        "life",
+        ARGV,
+        runner,
+        env={"EXIT_AT_ONCE": "1"},
+        per_call=PerCallSettings(tools=("*",), warm_pool=2),
+    )
+    await up.start()
+    pool = up.warm_pool
+    assert pool is not None
+    try:
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "x"}}
+        with pytest.raises(UpstreamError) as caught:
+            await asyncio.wait_for(up.shared_session("").request(call, {}), 60)
+        assert caught.value.code == "wardgate.upstream"
+
+        async def backing_off() -> None:
+            while pool._retry is None:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(backing_off(), 60)
+        assert pool.ready == 0 and pool.sandboxes <= pool.settings.warm_pool
+    finally:
+        await up.aclose()
+        await runner.aclose()
+    assert not any((tmp_path / "state").iterdir())

@@ -7,6 +7,7 @@ back to rlimits (:func:`rlimit_preexec`), which bound each process, not the sand
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import resource
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 
 __all__ = ["CPU_PERIOD_US", "Cgroup", "rlimit_preexec"]
 
+log = logging.getLogger("wardgate.sandbox")
 _ROOT = Path("/sys/fs/cgroup")
 #: The CFS period a CPU bound is expressed in (the kernel's default, 100 ms).
 CPU_PERIOD_US = 100_000
@@ -71,27 +73,37 @@ class Cgroup:
         pid = _ROOT / "pids" / "wardgate" / name
         mem.mkdir(parents=True)
         pid.mkdir(parents=True)
-        dirs = [mem, pid]
-        group = cls(dirs)
         try:
             (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
             with contextlib.suppress(OSError):  # only with swap accounting on
                 (mem / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
             (pid / "pids.max").write_text(str(pids))
-            if cpu is not None:
-                # cpu bounds; cpuacct (a hierarchy of its own on some hosts) counts.
-                for controller in ("cpu", "cpuacct"):
-                    d = _ROOT / controller / "wardgate" / name
-                    if not d.is_dir():  # co-mounted (cpu,cpuacct): one directory
-                        d.mkdir(parents=True)
-                        dirs.append(d)
-                cpu_dir = _ROOT / "cpu" / "wardgate" / name
-                (cpu_dir / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-                (cpu_dir / "cpu.cfs_quota_us").write_text(str(_quota(cpu)))
         except OSError:
-            group.remove()
+            cls([mem, pid]).remove()
             raise
-        return cls(dirs)
+        return cls([mem, pid, *cls._cpu_v1(name, cpu)])
+
+    @staticmethod
+    def _cpu_v1(name: str, cpu: float | None) -> list[Path]:
+        """The v1 cpu (bounds) and cpuacct (counts) directories of a sandbox; none, and
+        a warning, where the host does not let us (memory and pids still hold)."""
+        if cpu is None:
+            return []
+        dirs: list[Path] = []
+        try:
+            for controller in ("cpu", "cpuacct"):
+                d = _ROOT / controller / "wardgate" / name
+                if not d.is_dir():  # co-mounted (cpu,cpuacct): one directory
+                    d.mkdir(parents=True)
+                    dirs.append(d)
+            cpu_dir = _ROOT / "cpu" / "wardgate" / name
+            (cpu_dir / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (cpu_dir / "cpu.cfs_quota_us").write_text(str(_quota(cpu)))
+        except OSError as exc:
+            log.warning("sandbox %s: no CPU bound (cgroup cpu not writable: %s)", name, exc)
+            Cgroup(dirs).remove()
+            return []
+        return dirs
 
     @classmethod
     def made_by_runtime(cls, name: str) -> Cgroup:

@@ -188,13 +188,13 @@ class WarmPool:
     async def _refill_one(self) -> None:
         try:
             await self._add_member()
-        except UpstreamError as exc:
+        except Exception as exc:  # a background fill: log, back off, never raise
             self._fill_failures += 1
             delay = min(_BACKOFF_MAX, _BACKOFF_INITIAL * 2 ** (self._fill_failures - 1))
             log.warning(
                 "upstream %s: a warm sandbox did not start (%s); retrying in %.1f s",
                 self.name,
-                exc.detail,
+                exc.detail if isinstance(exc, UpstreamError) else repr(exc),
                 delay,
             )
             if self._retry is None and not self._closed:

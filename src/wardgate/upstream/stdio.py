@@ -44,6 +44,7 @@ from wardgate.upstream.per_call import covered, follow_up
 from wardgate.upstream.restarts import RestartBackoff
 from wardgate.upstream.sandbox import Sandbox
 from wardgate.upstream.seam import Reply
+from wardgate.upstream.spare import Spare
 from wardgate.upstream.warm_pool import WarmPool
 from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH, JsonObject
 
@@ -96,9 +97,7 @@ class StdioUpstream:
         self.start_mode = start
         self.backoff = backoff
         #: A process started ahead of need (``start = "eager"``), no message sent yet.
-        self._spare: asyncio.subprocess.Process | None = None
-        self._spare_task: asyncio.Task[None] | None = None
-        self.per_call = per_call
+        self._spare = Spare(name, lambda: self.sandbox.spawn(self.argv, self.env, self.cwd))
         self.warm_pool: WarmPool | None = None
         if per_call is not None:
             self.warm_pool = WarmPool(
@@ -122,8 +121,7 @@ class StdioUpstream:
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
         if self.start_mode == "eager":
             try:
-                await self._make_spare()
-                if self._spare is None:
+                if not await self._spare.start():
                     raise UpstreamError(f"upstream {self.name}: eager start failed")
                 if self.warm_pool is not None:
                     await self.warm_pool.fill()
@@ -137,13 +135,7 @@ class StdioUpstream:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        if self._spare_task is not None:
-            self._spare_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._spare_task
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            await stop_process_group(spare, grace=0)
+        await self._spare.aclose()
         if self.warm_pool is not None:
             await self.warm_pool.aclose()
         sessions = [*self._sessions, *self._pool.values()]
@@ -163,38 +155,15 @@ class StdioUpstream:
         self._sessions.add(session)
         return session
 
-    # -- spare process (start = "eager") --------------------------------------------
-
     @property
     def spare_pid(self) -> int | None:
-        """The spare process waiting for the next session, if one does."""
-        return self._spare.pid if self._spare is not None else None
+        """The spare process waiting for the next session (``start = "eager"``)."""
+        return self._spare.pid
 
     async def spawn(self) -> asyncio.subprocess.Process:
         """A process for a session: the spare if one waits, else a fresh one."""
-        spare, self._spare = self._spare, None
-        if self.start_mode == "eager" and self._started:
-            self._spare_soon()
-        if spare is not None and spare.returncode is None:
-            return spare
-        if spare is not None:
-            await stop_process_group(spare, grace=0)
-        return await self.sandbox.spawn(self.argv, self.env, self.cwd)
-
-    def _spare_soon(self) -> None:
-        if self._spare_task is None or self._spare_task.done():
-            self._spare_task = asyncio.get_running_loop().create_task(self._make_spare())
-
-    async def _make_spare(self) -> None:
-        try:
-            proc = await self.sandbox.spawn(self.argv, self.env, self.cwd)
-        except OSError as exc:
-            log.warning("upstream %s: the spare process did not start: %s", self.name, exc)
-            return
-        if not self._started or self._spare is not None:
-            await stop_process_group(proc, grace=0)
-            return
-        self._spare = proc
+        proc = await self._spare.take()
+        return proc or await self.sandbox.spawn(self.argv, self.env, self.cwd)
 
     def shared_session(self, key: str = "") -> CallerView:
         """The caller's view of its isolation group's shared process.

@@ -304,7 +304,18 @@ class WarmPool:
                 return session
             self._background(self._kill(session))
         self.refill_soon()  # the lazy start: the first call fills the pool
-        return await self._start()
+        # In a task of its own: a caller that goes away mid-spawn must not cut the
+        # spawn off (its process would run on, held by no one); it is killed instead.
+        start = asyncio.get_running_loop().create_task(self._start())
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            start.add_done_callback(self._kill_unclaimed)
+            raise
+
+    def _kill_unclaimed(self, start: asyncio.Task[StdioSession]) -> None:
+        if not start.cancelled() and start.exception() is None:
+            self._background(self._kill(start.result()))
 
     # -- ending ----------------------------------------------------------------------
 

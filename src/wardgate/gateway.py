@@ -75,6 +75,8 @@ def build_upstream(
             max_processes=config.max_processes,
             idle_seconds=config.idle_seconds,
             max_json_depth=max_json_depth,
+            start=config.start,
+            per_call=config.per_call,
         )
     if isinstance(config, HttpUpstreamConfig):
         return HttpUpstream(

@@ -23,6 +23,7 @@ from wardgate.config.identity import AuthConfig, JweConfig, RouteAuthConfig, Tls
 from wardgate.config.limits import LimitsConfig, RedisConfig
 from wardgate.config.policy_content import ContentConfig, ContentRouteConfig, PolicyConfig
 from wardgate.config.sandboxing import (
+    PerCallSettings,
     SandboxKind,
     SandboxLimits,
     SandboxSettings,
@@ -252,6 +253,11 @@ class StdioUpstreamConfig(_UpstreamBase):
     max_processes: int = Field(16, ge=1, le=4096, strict=True)
     #: A shared process with no call for this long is stopped (restarted when needed).
     idle_seconds: float = Field(300.0, gt=0, le=86_400, strict=True)
+    #: ``lazy``: nothing starts before the first call. ``eager``: at start-up, one
+    #: spare sandbox is started for the next session and the per-call warm pool filled.
+    start: Literal["lazy", "eager"] = "lazy"
+    #: A fresh sandbox for every ``tools/call`` of the listed tools (docs/sandbox.md).
+    per_call: PerCallSettings | None = None
 
 
 def _check_url(value: str) -> str:

@@ -11,6 +11,7 @@ from wardgate.config._base import StrictModel as _Strict
 
 __all__ = [
     "DEFAULT_ALLOWED_HOST_PATHS",
+    "PerCallSettings",
     "SandboxKind",
     "SandboxLimits",
     "SandboxSettings",
@@ -91,6 +92,26 @@ class SandboxLimits(_Strict):
     scratch_mib: int = Field(64, ge=1, le=65_536, strict=True)
     memory_mib: int = Field(512, ge=16, le=1_048_576, strict=True)
     pids: int = Field(128, ge=4, le=65_536, strict=True)
+    #: CPU time per wall-clock time for the whole sandbox, in cores (0.5: half a core).
+    cpu: float = Field(1.0, ge=0.01, le=64.0)
+
+
+class PerCallSettings(_Strict):
+    """``[upstreams.NAME.per_call]``: run ``tools/call`` in a fresh sandbox per call."""
+
+    #: Tools whose every call gets a sandbox of its own; ``["*"]``: every tool.
+    tools: tuple[str, ...] = Field(min_length=1)
+    #: Sandboxes kept started and past the MCP handshake, ready for the next call.
+    warm_pool: int = Field(2, ge=0, le=16, strict=True)
+    #: Most per-call sandboxes running calls at once (the warm pool comes on top).
+    max_concurrent: int = Field(4, ge=1, le=256, strict=True)
+    #: How long a call over ``max_concurrent`` waits for a sandbox before it is refused
+    #: (``wardgate.upstream_busy``).
+    wait_seconds: float = Field(5.0, ge=0, le=60)
+
+    def covers(self, tool: object) -> bool:
+        """Does a call of ``tool`` get a sandbox of its own?"""
+        return "*" in self.tools or (isinstance(tool, str) and tool in self.tools)
 
 
 def check_egress(value: str) -> str:

@@ -205,7 +205,9 @@ class RunnerBase:
 
     def _new_box(self) -> Box:
         box = Box(self._root, self.profile.upstream)
-        box.cgroup = Cgroup.create(box.name, self.profile.memory_bytes, self._cgroup_pids())
+        box.cgroup = Cgroup.create(
+            box.name, self.profile.memory_bytes, self._cgroup_pids(), cpu=self.profile.cpu
+        )
         return box
 
     def _watch(self, proc: asyncio.subprocess.Process, box: Box) -> None:

@@ -186,7 +186,9 @@ class BubblewrapRunner(RunnerBase):
         try:
             secret_paths = box.write_secrets(profile.secrets)
             child_env = _child_env(profile, env, secret_paths)
-            box.cgroup = Cgroup.create(box.name, profile.memory_bytes, profile.pids)
+            box.cgroup = Cgroup.create(
+                box.name, profile.memory_bytes, profile.pids, cpu=profile.cpu
+            )
             limits = (
                 box.cgroup.join_preexec()
                 if box.cgroup is not None

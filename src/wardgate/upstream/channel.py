@@ -166,6 +166,24 @@ class ChannelSession:
         finally:
             self._pending.pop(uid, None)
 
+    async def prime(self, handshake: list[JsonObject]) -> None:
+        """Start the channel and take it through ``handshake`` (an ``initialize``
+        request, then notifications) the way a restart replays a client's: a warm
+        sandbox is ready for a call with no handshake of its own.
+
+        Raises:
+            UpstreamError: the server did not start or did not answer ``initialize``.
+        """
+        self._handshake = list(handshake)
+        await self._ensure_running()
+
+    def gave(self, server_request_id: object) -> bool:
+        """Was a server-to-client request of this id handed to a caller, unanswered?"""
+        try:
+            return server_request_id in self._server_requests
+        except TypeError:  # an unhashable id names nothing
+            return False
+
     async def _replay_handshake(self) -> None:
         """Bring a restarted channel back to the state the client negotiated."""
         init, *rest = self._handshake

@@ -3,7 +3,7 @@
 The bundle has an empty read-only root (holding the host's ``/bin``-style links into
 ``/usr``), read-only binds of ``/usr`` and the paths the operator lists, a size-bounded
 tmpfs on ``/tmp``, no capabilities, no new privileges, an unprivileged uid,
-``--network=none`` (loopback only), and cgroup limits on memory and pids (the
+``--network=none`` (loopback only), and cgroup limits on memory, CPU and pids (the
 gateway's cgroup, which ``runsc run`` starts in; see :meth:`GVisorRunner.spawn`).
 gVisor's own kernel (the Sentry, itself under a seccomp filter) answers the server's
 system calls.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wardgate.upstream._box import SECRETS_DIR, Box, RunnerBase
+from wardgate.upstream._cgroup import CPU_PERIOD_US, Cgroup
 from wardgate.upstream._preexec import chain, die_with_parent
 from wardgate.upstream.bwrap import EGRESS_SOCKET, FORWARDER, FORWARDER_IN, forwarder_argv
 from wardgate.upstream.profile import SandboxProfile, resolve_program, sandbox_env
@@ -53,6 +54,13 @@ def root_links() -> dict[str, str]:
         if host.is_symlink():
             links[link] = str(host.readlink())
     return links
+
+
+def _cpu(cores: float | None) -> dict[str, Any]:
+    """OCI ``linux.resources.cpu``: ``cores`` of CPU time per wall-clock period."""
+    if cores is None:
+        return {}
+    return {"cpu": {"quota": max(1000, int(cores * CPU_PERIOD_US)), "period": CPU_PERIOD_US}}
 
 
 def oci_config(
@@ -113,6 +121,7 @@ def oci_config(
                 "memory": {"limit": profile.memory_bytes, "swap": profile.memory_bytes},
                 # The Sentry and gofer run their own host threads inside this cgroup.
                 "pids": {"limit": profile.pids + _SENTRY_THREADS},
+                **_cpu(profile.cpu),
             },
         },
     }
@@ -238,3 +247,7 @@ class GVisorRunner(RunnerBase):
             await done.wait()
 
         box.on_exit(delete)
+        if box.cgroup is None:
+            # No cgroup of ours (not writable here): runsc made its own, at the top of
+            # each hierarchy; the box removes it after the delete.
+            box.cgroup = Cgroup.made_by_runtime(box.name)

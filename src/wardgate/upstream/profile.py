@@ -48,8 +48,8 @@ class SandboxProfile:
     ``read_only`` host paths are bound read-only at the same path (the server's
     interpreter, its packages); ``/usr`` always is. ``scratch_bytes`` sizes the one
     writable place, a tmpfs on ``/tmp``. ``memory_bytes`` and ``pids`` bound the whole
-    sandbox (cgroups where the host lets us, else rlimits). ``uid`` is the server's user
-    inside the sandbox (never 0).
+    sandbox (cgroups where the host lets us, else rlimits); so does ``cpu`` (cgroups
+    only). ``uid`` is the server's user inside the sandbox (never 0).
     """
 
     upstream: str = "server"
@@ -57,6 +57,8 @@ class SandboxProfile:
     scratch_bytes: int = 64 * 1024 * 1024
     memory_bytes: int = 512 * 1024 * 1024
     pids: int = 128
+    #: CPU time the whole sandbox may use per wall-clock time, in cores; None: unbounded.
+    cpu: float | None = 1.0
     uid: int = 65534
     #: Host path of the egress proxy socket for this server; None: no network at all.
     egress_socket: str | None = None

@@ -80,6 +80,7 @@ def build_sandbox(
         scratch_bytes=limits.scratch_mib * _MIB,
         memory_bytes=limits.memory_mib * _MIB,
         pids=limits.pids,
+        cpu=limits.cpu,
         egress_socket=egress.path if egress is not None else None,
         secrets=secrets or {},
         tcp_forwards=plan_tcp_forwards(config.egress_tcp),

@@ -9,30 +9,44 @@ the call is refused with :class:`~wardgate.errors.UpstreamBusy`; nothing spawns
 without bound.
 
 A process that dies is restarted on the next call (the calls in flight get an error;
-a dedicated session replays its ``initialize`` into the new process); one that is
-alive but stops answering is found by a ``ping`` after a timeout, or by a write to its
-stdin that does not drain, and is killed. Stopping a process stops its whole process
-group, so its own children go with it.
+a dedicated session replays its ``initialize`` into the new process); one that keeps
+dying soon after it starts is restarted with a bounded exponential backoff
+(:mod:`wardgate.upstream.restarts`), and calls meanwhile get an error at once. One that
+is alive but stops answering is found by a ``ping`` after a timeout, or by a write to
+its stdin that does not drain, and is killed. Stopping a process stops its whole
+process group, so its own children go with it.
+
+``start = "eager"`` keeps one spare process started ahead of need (it gets the next
+session's ``initialize``, and is then replaced); ``per_call`` sends the listed tools'
+``tools/call`` to a fresh sandbox each (:mod:`wardgate.upstream.warm_pool`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
+from wardgate.config.sandboxing import PerCallSettings
 from wardgate.errors import UpstreamBusy, UpstreamError
 from wardgate.routing.isolation import IsolationKey
 from wardgate.upstream._decode import decode_channel_message
 from wardgate.upstream._pending import CallerView
 from wardgate.upstream._process import STOP_GRACE, exited, signal_group, stop_process_group
 from wardgate.upstream.channel import ChannelSession
+from wardgate.upstream.per_call import covered, follow_up
+from wardgate.upstream.restarts import RestartBackoff
 from wardgate.upstream.sandbox import Sandbox
-from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH
+from wardgate.upstream.seam import Reply
+from wardgate.upstream.spare import Spare
+from wardgate.upstream.warm_pool import WarmPool
+from wardgate.wire.jsonrpc import DEFAULT_MAX_JSON_DEPTH, JsonObject
 
 __all__ = ["StdioSession", "StdioUpstream"]
 
@@ -56,8 +70,13 @@ class StdioUpstream:
         idle_seconds: float = 300.0,
         health_timeout: float = 10.0,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        start: Literal["lazy", "eager"] = "lazy",
+        per_call: PerCallSettings | None = None,
+        backoff: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``backoff``: the first and the longest wait before restarting a process that
+        keeps crashing (docs/sandbox.md)."""
         self.name = name
         self.max_json_depth = max_json_depth
         self.argv = tuple(argv)
@@ -75,6 +94,19 @@ class StdioUpstream:
         self._stopping: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._started = False
+        self.start_mode = start
+        self.backoff = backoff
+        #: A process started ahead of need (``start = "eager"``), no message sent yet.
+        self._spare = Spare(name, lambda: self.sandbox.spawn(self.argv, self.env, self.cwd))
+        self.warm_pool: WarmPool | None = None
+        if per_call is not None:
+            self.warm_pool = WarmPool(
+                name,
+                lambda: StdioSession(self, dedicated=True, exclusive=True, per_call_member=True),
+                per_call,
+                request_timeout=request_timeout,
+            )
+        self.serials = itertools.count(1)
 
     @property
     def processes(self) -> int:
@@ -82,8 +114,20 @@ class StdioUpstream:
         return len(self._pool) + len(self._sessions)
 
     async def start(self) -> None:
+        """Raises:
+        UpstreamError: ``start = "eager"`` and the server did not start.
+        """
         self._started = True
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+        if self.start_mode == "eager":
+            try:
+                if not await self._spare.start():
+                    raise UpstreamError(f"upstream {self.name}: eager start failed")
+                if self.warm_pool is not None:
+                    await self.warm_pool.fill()
+            except BaseException:
+                await self.aclose()
+                raise
 
     async def aclose(self) -> None:
         self._started = False
@@ -91,6 +135,9 @@ class StdioUpstream:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await self._spare.aclose()
+        if self.warm_pool is not None:
+            await self.warm_pool.aclose()
         sessions = [*self._sessions, *self._pool.values()]
         self._pool.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
@@ -107,6 +154,16 @@ class StdioUpstream:
         session = StdioSession(self, dedicated=True, exclusive=True)
         self._sessions.add(session)
         return session
+
+    @property
+    def spare_pid(self) -> int | None:
+        """The spare process waiting for the next session (``start = "eager"``)."""
+        return self._spare.pid
+
+    async def spawn(self) -> asyncio.subprocess.Process:
+        """A process for a session: the spare if one waits, else a fresh one."""
+        proc = await self._spare.take()
+        return proc or await self.sandbox.spawn(self.argv, self.env, self.cwd)
 
     def shared_session(self, key: str = "") -> CallerView:
         """The caller's view of its isolation group's shared process.
@@ -174,10 +231,20 @@ class StdioUpstream:
 
 
 class StdioSession(ChannelSession):
-    """One child process behind the sandbox seam."""
+    """One child process behind the sandbox seam.
+
+    ``per_call_member``: the session is a per-call sandbox of the warm pool; it serves
+    its one call itself. Other sessions of an upstream with ``per_call`` send covered
+    ``tools/call`` requests to the pool.
+    """
 
     def __init__(
-        self, upstream: StdioUpstream, *, dedicated: bool = True, exclusive: bool = True
+        self,
+        upstream: StdioUpstream,
+        *,
+        dedicated: bool = True,
+        exclusive: bool = True,
+        per_call_member: bool = False,
     ) -> None:
         super().__init__(
             upstream.name,
@@ -193,10 +260,40 @@ class StdioSession(ChannelSession):
         self._eof = True
         self._abort_reason: str | None = None
         self.last_used = upstream._clock()
+        initial, maximum = upstream.backoff
+        self._backoff = RestartBackoff(initial=initial, maximum=maximum, clock=upstream._clock)
+        self._pool = None if per_call_member else upstream.warm_pool
+        self._serial = next(upstream.serials)
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def process(self) -> asyncio.subprocess.Process | None:
+        """The sandbox's outermost process (None before the first start)."""
+        return self._proc
+
+    @property
+    def running(self) -> bool:
+        return self._running()
+
+    def _owner(self, caller: str) -> str:
+        return f"{self._serial}\n{caller}"
+
+    async def _request(self, caller: str, message: JsonObject) -> Reply:
+        pool = self._pool
+        if pool is not None and covered(pool.settings, message):
+            reply, _ = await pool.call(self._owner(caller), message)
+            return reply
+        return await super()._request(caller, message)
+
+    async def _post(self, caller: str, message: JsonObject) -> int:
+        pool = self._pool
+        lease = follow_up(pool, self._owner(caller), message) if pool is not None else None
+        if lease is not None:
+            return await lease.session.post(message, {})
+        return await super()._post(caller, message)
 
     def touch(self) -> None:
         self.last_used = self._up._clock()
@@ -217,8 +314,11 @@ class StdioSession(ChannelSession):
                 await reader
 
     async def _connect(self) -> None:
+        # A server that keeps dying soon after it starts waits before the next start;
+        # the call that needs it meanwhile fails at once (UpstreamError).
+        self._backoff.admit(self._up.name)
         try:
-            self._proc = await self._up.sandbox.spawn(self._up.argv, self._up.env, self._up.cwd)
+            self._proc = await self._up.spawn()
         except OSError as exc:
             raise UpstreamError(f"cannot start upstream {self._up.name}: {exc}") from None
         proc = self._proc

@@ -33,17 +33,19 @@ RUNNERS = [
 ]
 
 
-def usage_ns(root: Path) -> int:
-    """CPU time the one sandbox under ``root`` used so far, as its host cgroup counts it
-    (gVisor's guest clock does not see the host's throttling)."""
-    (box,) = [p.name for p in root.iterdir()]
-    for d in (CGROUP / "cpuacct" / "wardgate" / box, CGROUP / "cpuacct" / box):
-        if (d / "cpuacct.usage").is_file():
+def usage_ns(pid: int) -> int:
+    """CPU time the sandbox whose first host process is ``pid`` used so far, as its host
+    cgroup counts it (gVisor's guest clock does not see the host's throttling)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            d = CGROUP / controllers / path.lstrip("/")
+            if not d.is_dir():  # co-mounted hierarchies are also linked by each name
+                d = CGROUP / "cpuacct" / path.lstrip("/")
             return int((d / "cpuacct.usage").read_text())
-    for d in (CGROUP / "wardgate" / box, CGROUP / box):  # cgroup v2
-        if (d / "cpu.stat").is_file():
-            usec = (d / "cpu.stat").read_text().split()[1]
-            return int(usec) * 1000
+        if controllers == "" and (CGROUP / path.lstrip("/") / "cpu.stat").is_file():
+            stat = (CGROUP / path.lstrip("/") / "cpu.stat").read_text().split()
+            return int(stat[stat.index("usage_usec") + 1]) * 1000
     pytest.skip("the host does not account CPU per cgroup here")
 
 
@@ -59,9 +61,9 @@ async def burn(kind: str, cpu: float | None, root: Path) -> tuple[float, float]:
     try:
         driver = StdioDriver(proc)
         await driver.initialize()
-        before = usage_ns(root)
+        before = usage_ns(proc.pid)
         used = await driver.call("burn", seconds=1.0)
-        after = usage_ns(root)
+        after = usage_ns(proc.pid)
         assert (await driver.call("whoami"))["boot"]  # still serving after the burn
         return (after - before) / 1e9, float(used["wall"])
     finally:

@@ -265,7 +265,7 @@ async def test_without_launchers_sandboxes_start_directly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kind = "bubblewrap" if shutil.which("bwrap") else "gvisor"
-    monkeypatch.setattr(_cgroup.Cgroup, "create", classmethod(lambda cls, *a: None))
+    monkeypatch.setattr(_cgroup.Cgroup, "create", classmethod(lambda cls, *a, **kw: None))
     runner = _make(kind, tmp_path / "state")
     assert not await runner.prepare()
     proc = await runner.spawn([PYTHON, "-I", "-S", "-c", IDLE], {}, None)

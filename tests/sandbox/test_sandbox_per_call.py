@@ -331,3 +331,25 @@ async def test_per_call_from_the_config_through_the_gateway_with_the_sdk_client(
             two = json.loads((await client.call_tool("whoami", {})).content[0].text)  # type: ignore[union-attr]
             assert one["boot"] != two["boot"]
             assert not [n for n in two["seen"] if n.startswith("mark-")]
+
+
+async def test_a_replacement_waits_for_the_call_to_end_or_a_moment_at_most(
+    upstream: StdioUpstream,
+) -> None:
+    """A sandbox starting beside a call would take the CPU its answer needs: the taken
+    member is replaced when the call is answered, or after ``refill_delay`` at most."""
+    pool = pool_of(upstream)
+    await call(upstream.shared_session(""), "whoami")
+    await filled(pool)
+    pool.refill_delay = 600.0  # only the call's end starts the replacement
+    held = await within(send(upstream.shared_session(""), "whoami"))
+    assert len(pool.leases) == 1 and pool.ready == 1
+    await asyncio.sleep(0.3)
+    assert pool.sandboxes == 2  # one waiting, one in the call: nothing starting
+    assert (await within(answer(held)))["boot"]
+    await filled(pool)  # the answer ended the lease, which started the replacement
+    pool.refill_delay = 0.05  # a call that lasts: the replacement starts anyway
+    slow = await within(send(upstream.shared_session(""), "whoami"))  # held: unread
+    await filled(pool)
+    assert len(pool.leases) == 1  # the call is still in progress
+    assert (await within(answer(slow)))["boot"]

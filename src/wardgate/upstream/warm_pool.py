@@ -5,7 +5,7 @@ the MCP handshake (``initialize`` and ``notifications/initialized``, sent by the
 gateway through :meth:`~wardgate.upstream.channel.ChannelSession.prime`, the same path
 a restart replays a client's handshake by). A call pops one (:meth:`WarmPool.call`),
 uses it for exactly that call, and the sandbox is then killed with its whole process
-tree; nothing of it is ever given to another call. Each pop starts a replacement in the
+tree; nothing of it is ever given to another call. Each pop starts a replacement (once the call is answered, or after ``refill_delay``) in the
 background; a member that dies while it waits is dropped and replaced.
 
 Bounds: at most ``warm_pool`` members wait, at most ``max_concurrent`` sandboxes run
@@ -53,6 +53,8 @@ WARM_HANDSHAKE: tuple[JsonObject, ...] = (
     {"jsonrpc": "2.0", "method": "notifications/initialized"},
 )
 _BACKOFF_INITIAL = 0.5
+#: The longest a taken member's replacement waits for the call to end before it starts.
+_REFILL_DELAY = 0.25
 _BACKOFF_MAX = 30.0
 
 
@@ -129,6 +131,9 @@ class WarmPool:
         self._filling = 0
         self._fill_failures = 0
         self._retry: asyncio.TimerHandle | None = None
+        self._refill_timer: asyncio.TimerHandle | None = None
+        #: How long a taken member's replacement waits at most for the call to end.
+        self.refill_delay = _REFILL_DELAY
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self.leases: set[Lease] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -184,6 +189,18 @@ class WarmPool:
         missing = self.settings.warm_pool - len(self._members) - self._filling
         for _ in range(max(0, missing)):
             self._background(self._refill_one())
+
+    def _refill_later(self) -> None:
+        if self._refill_timer is None and not self._closed:
+            self._refill_timer = asyncio.get_running_loop().call_later(
+                self.refill_delay, self._refill_now
+            )
+
+    def _refill_now(self) -> None:
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+            self._refill_timer = None
+        self.refill_soon()
 
     async def _refill_one(self) -> None:
         try:
@@ -299,7 +316,11 @@ class WarmPool:
             if watcher is not None:
                 watcher.cancel()
             self._signal()
-            self.refill_soon()
+            # The replacement starts once this call is answered (the lease's end), or
+            # after a moment at the latest: a sandbox starting beside the call would
+            # take the CPU (and, joining its cgroup, stall every fork on the host) the
+            # call's own answer needs.
+            self._refill_later()
             if session.running:
                 return session
             self._background(self._kill(session))
@@ -326,6 +347,7 @@ class WarmPool:
             finally:
                 self.leases.discard(lease)
                 self._slots.release()
+                self._refill_now()
 
         self._background(retire())
 
@@ -344,9 +366,10 @@ class WarmPool:
     async def aclose(self) -> None:
         """Kill every member and every sandbox still in a call; wait until they are gone."""
         self._closed = True
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
+        for timer in (self._retry, self._refill_timer):
+            if timer is not None:
+                timer.cancel()
+        self._retry = self._refill_timer = None
         members, self._members = list(self._members), deque()
         watchers, self._watchers = list(self._watchers.values()), {}
         for watcher in watchers:

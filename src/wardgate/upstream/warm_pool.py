@@ -5,8 +5,9 @@ the MCP handshake (``initialize`` and ``notifications/initialized``, sent by the
 gateway through :meth:`~wardgate.upstream.channel.ChannelSession.prime`, the same path
 a restart replays a client's handshake by). A call pops one (:meth:`WarmPool.call`),
 uses it for exactly that call, and the sandbox is then killed with its whole process
-tree; nothing of it is ever given to another call. Each pop starts a replacement (once the call is answered, or after ``refill_delay``) in the
-background; a member that dies while it waits is dropped and replaced.
+tree; nothing of it is ever given to another call. Each pop starts a replacement in
+the background once the call is answered, or after ``refill_delay`` at most; a member
+that dies while it waits is dropped and replaced.
 
 Bounds: at most ``warm_pool`` members wait, at most ``max_concurrent`` sandboxes run
 calls; a call over the cap waits up to ``wait_seconds`` for one to end, then is refused

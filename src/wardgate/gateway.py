@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -248,8 +249,24 @@ class Gateway:
             await self.limits.start()
         if self.auth is not None:
             await self.auth.start()
+        await self._prepare_sandboxes()
         for upstream in self.upstreams.values():
             await upstream.start()
+
+    async def _prepare_sandboxes(self) -> None:
+        """Have each sandbox runner make its first launcher now (its cgroup joined, its
+        network namespace made), so that the first session's sandbox starts as fast as
+        the next ones. A runner that cannot (the host does not let it) starts its
+        sandboxes directly, with the same profile: never a reason not to start."""
+        preparing = [
+            prepare()
+            for box in self.sandboxes.values()
+            if (prepare := getattr(box, "prepare", None)) is not None
+        ]
+        results = await asyncio.gather(*preparing, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("a sandbox runner could not prepare a launcher: %r", result)
 
     async def aclose(self) -> None:
         await self.sessions.aclose()

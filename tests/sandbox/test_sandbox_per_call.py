@@ -340,6 +340,7 @@ async def test_a_replacement_waits_for_the_call_to_end_or_a_moment_at_most(
     member is replaced when the call is answered, or after ``refill_delay`` at most."""
     pool = pool_of(upstream)
     await call(upstream.shared_session(""), "whoami")
+    await until(lambda: not pool.leases)  # that call's sandbox is gone
     await filled(pool)
     pool.refill_delay = 600.0  # only the call's end starts the replacement
     held = await within(send(upstream.shared_session(""), "whoami"))

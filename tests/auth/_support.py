@@ -358,6 +358,18 @@ def modern_list(request_id: int = 1) -> tuple[bytes, dict[str, str]]:
     return orjson.dumps(body), headers
 
 
+def bearer_headers(token: str, sid: str | None = None) -> dict[str, str]:
+    """A handshake-era POST's headers with ``token``; with ``sid``, in that session."""
+    headers = {
+        "content-type": "application/json",
+        "accept": ACCEPT,
+        "authorization": f"Bearer {token}",
+    }
+    if sid is not None:
+        headers |= {"mcp-session-id": sid, "mcp-protocol-version": LEGACY}
+    return headers
+
+
 def legacy_message(
     method: str, params: dict[str, Any] | None = None, request_id: int | None = 1
 ) -> bytes:

@@ -12,11 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 from auth._support import (
-    ACCEPT,
     INITIALIZE_PARAMS,
-    LEGACY,
     RESOURCE,
     LocalIssuer,
+    bearer_headers,
     exchange,
     jwks_server,
     legacy_message,
@@ -29,14 +28,7 @@ ROUTE = "demo"
 
 
 def _headers(issuer: LocalIssuer, sub: str, sid: str | None) -> dict[str, str]:
-    headers = {
-        "content-type": "application/json",
-        "accept": ACCEPT,
-        "authorization": f"Bearer {issuer.mint(sub=sub)}",
-    }
-    if sid is not None:
-        headers |= {"mcp-session-id": sid, "mcp-protocol-version": LEGACY}
-    return headers
+    return bearer_headers(issuer.mint(sub=sub), sid)
 
 
 async def test_another_principal_on_a_sealed_id_is_refused_on_every_replica(

@@ -13,11 +13,11 @@ import aiohttp
 import orjson
 import pytest
 from auth._support import (
-    ACCEPT,
     INITIALIZE_PARAMS,
     LEGACY,
     RESOURCE,
     LocalIssuer,
+    bearer_headers,
     exchange,
     jwks_server,
     legacy_message,
@@ -39,17 +39,6 @@ from wardgate.telemetry.events import (
 )
 
 ROUTE = "demo"
-
-
-def _headers(token: str, sid: str | None = None) -> dict[str, str]:
-    headers = {
-        "content-type": "application/json",
-        "accept": ACCEPT,
-        "authorization": f"Bearer {token}",
-    }
-    if sid is not None:
-        headers |= {"mcp-session-id": sid, "mcp-protocol-version": LEGACY}
-    return headers
 
 
 async def test_sessions_and_refusals_are_in_the_trail_without_ids_or_tokens(
@@ -81,7 +70,7 @@ async def test_sessions_and_refusals_are_in_the_trail_without_ids_or_tokens(
                 "POST",
                 url,
                 body=legacy_message("initialize", INITIALIZE_PARAMS),
-                headers=_headers(token),
+                headers=bearer_headers(token),
             )
             assert init.status == 200, init.raw
             sid = init.header("mcp-session-id")
@@ -93,17 +82,17 @@ async def test_sessions_and_refusals_are_in_the_trail_without_ids_or_tokens(
                 body=legacy_message(
                     "tools/call", {"name": "echo", "arguments": {"text": "hi"}}, request_id=2
                 ),
-                headers=_headers(token, sid),
+                headers=bearer_headers(token, sid),
             )
             assert echo.status == 200 and b"hi" in echo.raw, echo.raw
-            gone = await exchange(http, "DELETE", url, headers=_headers(token, sid))
+            gone = await exchange(http, "DELETE", url, headers=bearer_headers(token, sid))
             assert gone.status in (200, 204), gone.raw
             refused = await exchange(
                 http,
                 "POST",
                 url,
                 body=legacy_message("initialize", INITIALIZE_PARAMS),
-                headers=_headers(forged),
+                headers=bearer_headers(forged),
             )
             assert refused.status == 421, refused.raw  # the default refusal
             events = gateway_events(gateway)

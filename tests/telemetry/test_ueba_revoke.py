@@ -13,12 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 from auth._support import (
-    ACCEPT,
     INITIALIZE_PARAMS,
-    LEGACY,
     RESOURCE,
     Answer,
     LocalIssuer,
+    bearer_headers,
     exchange,
     jwks_server,
     legacy_message,
@@ -76,14 +75,7 @@ class _Client:
         self.token = token
 
     def _headers(self, sid: str | None) -> dict[str, str]:
-        headers = {
-            "content-type": "application/json",
-            "accept": ACCEPT,
-            "authorization": f"Bearer {self.token}",
-        }
-        if sid is not None:
-            headers |= {"mcp-session-id": sid, "mcp-protocol-version": LEGACY}
-        return headers
+        return bearer_headers(self.token, sid)
 
     async def open(self, base: str) -> str:
         init = await exchange(
